@@ -1,0 +1,91 @@
+"""Writing and verifying the hash-chained audit log (AUDIT-1..3).
+
+`record()` is called with the write connection inside the caller's transaction,
+so the record and the change it describes commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from appliance.audit import events, queries
+from appliance.audit.models import Actor, AuditFilter, ChainReport, Outcome
+
+GENESIS = b"\x00" * 32
+_SECRET_WORDS = ("password", "passphrase", "secret", "token", "private_key", "totp", "setup_code", "seed", "credential")
+_encode = msgspec.json.Encoder().encode
+
+
+def _check_details(details: dict) -> None:
+    for key in details:
+        lowered = key.lower()
+        if any(word in lowered for word in _SECRET_WORDS):
+            raise ValueError(f"audit detail {key!r} looks like a secret; audit records never hold secrets")
+
+
+def canonical(seq: int, ts: float, code: str, action: str, actor_type: str, actor: str,
+              source: str, target: str, outcome: str, details: str) -> bytes:
+    """The bytes a record's hash covers besides prev_hash (stable across versions)."""
+    return _encode([seq, ts, code, action, actor_type, actor, source, target, outcome, details])
+
+
+def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + content).digest()
+
+
+def record(conn, *, ts: float, action: str, actor: Actor, outcome: Outcome = "success",
+           target: str = "", details: dict | None = None) -> int:
+    """Append one audit record using the caller's write connection; returns its seq."""
+    event = events.require(action)
+    details = details or {}
+    _check_details(details)
+    details_json = _encode(details).decode()
+    seq, prev = queries.next_seq_and_prev_hash(conn)
+    prev = prev or GENESIS
+    content = canonical(seq, ts, event.code, action, actor.type, actor.name, actor.source, target, outcome, details_json)
+    queries.insert_record(conn, ts=ts, code=event.code, action=action, actor_type=actor.type, actor=actor.name,
+                          source=actor.source, target=target, outcome=outcome, details=details_json,
+                          prev_hash=prev, hash=chain_hash(prev, content))
+    return seq
+
+
+def verify_chain(conn) -> ChainReport:
+    """Recompute every hash from the checkpoint (or genesis) on; name the first bad record."""
+    cp = queries.get_checkpoint(conn)
+    expected_prev = cp[1] if cp else GENESIS
+    expected_seq = cp[0] + 1 if cp else 1
+    checked = 0
+    sha = hashlib.sha256
+    for batch in queries.iter_records(conn, AuditFilter(), batch=5000):
+        for seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, digest in batch:
+            if seq != expected_seq:
+                return ChainReport(ok=False, checked=checked, first_bad=seq,
+                                   reason=f"record {expected_seq} is missing (found {seq} next)")
+            if bytes(prev_hash) != expected_prev:
+                return ChainReport(ok=False, checked=checked, first_bad=seq,
+                                   reason=f"record {seq} does not chain from record {seq - 1}")
+            content = _encode([seq, ts, code, action, actor_type, actor, source, target, outcome, details])
+            if sha(expected_prev + content).digest() != bytes(digest):
+                return ChainReport(ok=False, checked=checked, first_bad=seq,
+                                   reason=f"record {seq} was modified after it was written")
+            expected_prev = bytes(digest)
+            expected_seq = seq + 1
+            checked += 1
+    return ChainReport(ok=True, checked=checked)
+
+
+def purge_before(conn, *, cutoff: float, ts: float) -> int:
+    """Delete records older than cutoff, keeping a checkpoint so the rest still verifies."""
+    row = conn.execute("SELECT seq, hash FROM audit_log WHERE ts < ? ORDER BY seq DESC LIMIT 1", (cutoff,)).fetchone()
+    if row is None:
+        return 0
+    last_seq, last_hash = row[0], bytes(row[1])
+    deleted = conn.execute("DELETE FROM audit_log WHERE seq <= ?", (last_seq,)).rowcount
+    conn.execute("INSERT INTO audit_checkpoint (id, seq, hash, ts, purged) VALUES (1, ?, ?, ?, ?)"
+                 " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, ts = excluded.ts,"
+                 " purged = audit_checkpoint.purged + excluded.purged", (last_seq, last_hash, ts, deleted))
+    record(conn, ts=ts, action="audit.purge", actor=Actor.system(), target=f"seq<={last_seq}",
+           details={"deleted": deleted, "checkpoint_seq": last_seq, "checkpoint_hash": last_hash.hex()})
+    return deleted

@@ -1,0 +1,89 @@
+"""SQL for the audit log. The only audit module with SQL text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from appliance.audit.models import AuditFilter, AuditRecord
+
+_COLUMNS = "seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash"
+
+
+def insert_record(conn, *, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash) -> int:
+    cur = conn.execute(
+        "INSERT INTO audit_log (ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash),
+    )
+    return cur.lastrowid
+
+
+def next_seq_and_prev_hash(conn) -> tuple[int, bytes | None]:
+    """The seq the next record will get and the hash it chains from (None: start of chain)."""
+    row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is not None:
+        return row[0] + 1, bytes(row[1])
+    cp = conn.execute("SELECT seq, hash FROM audit_checkpoint WHERE id = 1").fetchone()
+    if cp is not None:
+        return cp[0] + 1, bytes(cp[1])
+    return 1, None
+
+
+def get_checkpoint(conn) -> tuple[int, bytes] | None:
+    row = conn.execute("SELECT seq, hash FROM audit_checkpoint WHERE id = 1").fetchone()
+    return (row[0], bytes(row[1])) if row else None
+
+
+def _where(f: AuditFilter) -> tuple[str, list]:
+    clauses, args = [], []
+    if f.since is not None:
+        clauses.append("ts >= ?")
+        args.append(f.since)
+    if f.until is not None:
+        clauses.append("ts < ?")
+        args.append(f.until)
+    if f.actor:
+        clauses.append("actor = ?")
+        args.append(f.actor)
+    if f.action:
+        # prefix match on the dotted name: "auth" matches auth.login.success
+        clauses.append("(action = ? OR action LIKE ? ESCAPE '\\')")
+        escaped = f.action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args += [f.action, escaped + ".%"]
+    if f.outcome:
+        clauses.append("outcome = ?")
+        args.append(f.outcome)
+    if f.target:
+        clauses.append("instr(target, ?) > 0")
+        args.append(f.target)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def _record(row) -> AuditRecord:
+    return AuditRecord(seq=row[0], ts=row[1], code=row[2], action=row[3], actor_type=row[4], actor=row[5],
+                       source=row[6], target=row[7], outcome=row[8], details=row[9],
+                       prev_hash=bytes(row[10]), hash=bytes(row[11]))
+
+
+def list_records(conn, f: AuditFilter, *, limit: int, offset: int) -> list[AuditRecord]:
+    where, args = _where(f)
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                        (*args, limit, offset)).fetchall()
+    return [_record(r) for r in rows]
+
+
+def count_records(conn, f: AuditFilter) -> int:
+    where, args = _where(f)
+    return conn.execute(f"SELECT count(*) FROM audit_log{where}", args).fetchone()[0]
+
+
+def iter_records(conn, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tuple]]:
+    """Raw rows in seq order, in batches, for export and verification (constant memory)."""
+    where, args = _where(f)
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq", args)
+    while rows := cur.fetchmany(batch):
+        yield rows
+
+
+def list_actions(conn) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY action")]

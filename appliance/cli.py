@@ -1,0 +1,230 @@
+"""The `outpost` command line (PLAT-5). Errors go to stderr with a non-zero exit code.
+
+Every subcommand that opens the data directory refuses to run as root unless
+--allow-root is given (PLAT-3): files created by root would lock the service
+user out of its own data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvloop
+
+from appliance import __version__, config as config_mod, logs
+from appliance.errors import OutpostError
+
+log = logging.getLogger("outpost")
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+MAINTENANCE_SECONDS = 300.0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file (see config.example.toml); default: built-in defaults")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (overrides [store] data_dir; default /var/lib/outpost)")
+    p.add_argument("--allow-root", action="store_true", help="run even as root (development only; PLAT-3)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="outpost", description="Outpost: air-gapped operations appliance.")
+    top.add_argument("--version", action="version", version=f"outpost {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the appliance (HTTPS UI and API)",
+                       description="Run the appliance: HTTPS on [web] listen_host:listen_port (default 0.0.0.0:8443).")
+    _common(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="override [web] listen_host and listen_port")
+
+    p = sub.add_parser("init", help="create the data directory, key, database and certificate, then exit",
+                       description="Prepare a data directory without serving: key, encrypted database, local CA and setup code.")
+    _common(p)
+
+    p = sub.add_parser("check-config", help="validate a configuration file without starting",
+                       description="Validate FILE; print the first problem with its key path and exit 1, or print 'ok'.")
+    p.add_argument("file", type=Path, metavar="FILE")
+
+    audit = sub.add_parser("audit", help="verify or export the audit log", description="Audit log tools.")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = asub.add_parser("verify", help="check the hash chain; name the first broken record",
+                        description="Recompute the audit hash chain. Exit 0 if intact, 1 naming the first broken record.")
+    _common(p)
+    p = asub.add_parser("export", help="export audit records as CSV or JSON lines",
+                        description="Write audit records (oldest first) as CSV or JSON lines. The export is itself audited.")
+    _common(p)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--output", "-o", metavar="FILE", default="-", help="output file (default: standard output)")
+    for name in ("since", "until"):
+        p.add_argument(f"--{name}", metavar="TIME", help="ISO time, UTC unless an offset is given")
+    for name in ("actor", "action", "outcome", "target"):
+        p.add_argument(f"--{name}", default="", help=f"filter on {name}")
+
+    sub.add_parser("version", help="print the version", description="Print the version and exit.")
+    return top
+
+
+def _load(args) -> config_mod.Config:
+    cfg = config_mod.with_data_dir(config_mod.load(args.config), args.data_dir)
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not args.allow_root:
+        raise OutpostError("refusing to run as root; run as the outpost service user (or pass --allow-root for development)")
+    return cfg
+
+
+def _banner(services, code: str | None) -> None:
+    info = services.tls.info()
+    lines = ["", f"Outpost {__version__}", f"  data directory:            {services.data_dir}",
+             f"  local CA (SHA-256):        {info.ca_fingerprint}",
+             f"  server cert (SHA-256):     {info.leaf_fingerprint}",
+             f"  CA certificate file:       {services.tls.ca_pem_path}"]
+    if code:
+        shown = code if sys.stderr.isatty() else f"(not shown on a non-terminal; read {services.setup_code_file})"
+        lines += [f"  ONE-TIME SETUP CODE:       {shown}",
+                  f"  valid {services.config.auth.setup_code_hours} h, single use; also in {services.setup_code_file} (0600)"]
+    print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
+    log.info("tls certificate", extra={"ca_fingerprint": info.ca_fingerprint, "leaf_fingerprint": info.leaf_fingerprint})
+
+
+def cmd_init(args) -> int:
+    from appliance import app
+
+    cfg = _load(args)
+    logs.configure(cfg.log.level)
+    services = app.build(cfg)
+    try:
+        _banner(services, services.auth.ensure_setup_code(services.setup_code_file))
+    finally:
+        services.close()
+    return 0
+
+
+async def _maintenance(services) -> None:
+    """Periodic housekeeping: expired sessions, certificate renewal."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_SECONDS)
+        try:
+            await services.auth.purge_expired_sessions()
+            events = await asyncio.to_thread(services.tls.renew_if_due)
+            if events:
+                await asyncio.to_thread(services.record_system_events, events)
+        except OutpostError as exc:
+            log.error("maintenance failed", extra={"error": exc.code})
+
+
+async def _serve(services, host: str, port: int) -> None:
+    from appliance.web import create_app
+    from appliance.web.server import serve
+
+    app = create_app(services)
+    housekeeping = asyncio.create_task(_maintenance(services))
+    try:
+        await serve(app, host=host, port=port, ssl_context=services.tls.ssl_context(),
+                    on_started=lambda: log.info("listening", extra={"url": f"https://{host}:{port}"}))
+    finally:
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
+
+
+def cmd_serve(args) -> int:
+    from appliance import app
+
+    cfg = _load(args)
+    logs.configure(cfg.log.level)
+    host, port = cfg.web.listen_host, cfg.web.listen_port
+    if args.listen:
+        host, _, port_text = args.listen.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise OutpostError(f"--listen wants HOST:PORT, got {args.listen!r}")
+        host, port = host.strip("[]"), int(port_text)
+    services = app.build(cfg)
+    try:
+        _banner(services, services.auth.ensure_setup_code(services.setup_code_file))
+        services.record_system_events(["system.start"], {"version": __version__})
+        uvloop.run(_serve(services, host, port))  # the fast loop, asserted by web.server
+        services.record_system_events(["system.stop"])
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    config_mod.load(args.file)
+    print("ok")
+    return 0
+
+
+def _open_store(args):
+    from appliance import app
+
+    cfg = _load(args)
+    data_dir = Path(cfg.store.data_dir)
+    if not (data_dir / app.DB_FILE).exists():
+        raise OutpostError(f"no Outpost database in {data_dir.absolute()}")
+    db, _ = app.open_database(data_dir, cfg.store.readers)
+    return db
+
+
+def cmd_audit_verify(args) -> int:
+    from appliance.audit import log as audit
+
+    db = _open_store(args)
+    try:
+        report = db.read_sync(audit.verify_chain)
+    finally:
+        db.close()
+    if report.ok:
+        print(f"ok: {report.checked} records verified")
+        return 0
+    print(f"audit chain broken at record {report.first_bad}: {report.reason} ({report.checked} records verified before it)",
+          file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_audit_export(args) -> int:
+    import time
+
+    from appliance.audit import export
+    from appliance.audit import log as audit
+    from appliance.audit.models import Actor
+    from appliance.audit import filters
+
+    flt, _, errors = filters.parse(vars(args))
+    if errors:
+        raise OutpostError("; ".join(f"--{k}: {v}" for k, v in errors.items()))
+    db = _open_store(args)
+    try:
+        user = os.environ.get("USER", "cli")  # local operator name for the audit record; not used for access
+        db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action="audit.export",
+                                                actor=Actor(type="system", name=f"cli:{user}", source="local"),
+                                                details={"format": args.format, "via": "cli"}))
+        chunks = export.csv_chunks if args.format == "csv" else export.jsonl_chunks
+        with db.reader() as conn, (open(args.output, "wb") if args.output != "-" else contextlib.nullcontext(sys.stdout.buffer)) as out:
+            for chunk in chunks(conn, flt):
+                out.write(chunk)
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_version(_args) -> int:
+    print(f"outpost {__version__}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler = {"serve": cmd_serve, "init": cmd_init, "check-config": cmd_check_config, "version": cmd_version,
+               "audit": lambda a: {"verify": cmd_audit_verify, "export": cmd_audit_export}[a.audit_command](a)}[args.command]
+    try:
+        return handler(args)
+    except OutpostError as exc:
+        print(f"outpost: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,147 @@
+"""Configuration: TOML file -> frozen msgspec Structs.
+
+Invariants:
+- Every field has a `description` (its documentation) and appears, commented, in
+  `config.example.toml`; tests/test_config.py enforces both.
+- An unknown key or an invalid value stops startup with the key's path and the reason.
+- Secrets never live in the TOML file; they are files under the data directory.
+- Nothing here reads the environment; `load()` is called once by the CLI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from appliance.errors import ConfigError
+
+
+def _doc(text: str, **constraints) -> msgspec.Meta:
+    return msgspec.Meta(description=text, **constraints)
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class WebConfig(_Section):
+    """[web]: the HTTPS listener and browser protections."""
+
+    listen_host: Annotated[str, _doc("Address to listen on; 0.0.0.0 for all IPv4, :: for all IPv6.")] = "0.0.0.0"
+    listen_port: Annotated[int, _doc("HTTPS port.", ge=1, le=65535)] = 8443
+    hostname: Annotated[str, _doc("Name users type in the browser; goes into the certificate and the Host allow list. Empty: the machine's hostname.", max_length=253)] = ""
+    allowed_hosts: Annotated[list[str], _doc("Extra Host header values accepted besides hostname, localhost and the machine's addresses.")] = []
+    max_body_bytes: Annotated[int, _doc("Largest request body accepted, in bytes; larger ones get 413.", ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    trusted_proxies: Annotated[list[str], _doc("Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed. Empty: the socket peer is the client.")] = []
+
+    def __post_init__(self) -> None:
+        for i, item in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies[{i}] is not an IP address or CIDR: {item!r}") from None
+
+
+class TLSConfig(_Section):
+    """[tls]: certificates and protocol profile."""
+
+    profile: Annotated[Literal["intermediate", "modern"], _doc("Mozilla profile: intermediate (TLS 1.2 + 1.3, ECDHE with AEAD only) or modern (TLS 1.3 only).")] = "intermediate"
+    leaf_days: Annotated[int, _doc("Validity of the generated server certificate in days.", ge=7, le=397)] = 90
+    renew_before_days: Annotated[int, _doc("Renew the generated server certificate this many days before it expires.", ge=1, le=180)] = 30
+    ca_days: Annotated[int, _doc("Validity of the generated local CA in days.", ge=365, le=7300)] = 3650
+
+    def __post_init__(self) -> None:
+        if self.renew_before_days >= self.leaf_days:
+            raise ValueError("renew_before_days must be smaller than leaf_days")
+
+
+class StoreConfig(_Section):
+    """[store]: the encrypted datastore."""
+
+    data_dir: Annotated[str, _doc("Directory holding the database, keys, certificates and setup code (mode 0700). `serve --data-dir` overrides it.")] = "/var/lib/outpost"
+    key_source: Annotated[Literal["file"], _doc("Where the database key comes from: file = keys/db.key (raw 256-bit key, mode 0600).")] = "file"
+    readers: Annotated[int, _doc("Number of pooled read connections used by background work (exports, reports).", ge=1, le=32)] = 4
+
+
+class AuthConfig(_Section):
+    """[auth]: logins, sessions, lockout and password hashing."""
+
+    session_idle_minutes: Annotated[int, _doc("Sign a browser session out after this many minutes without a request.", ge=5, le=60)] = 15
+    session_absolute_hours: Annotated[int, _doc("Sign a browser session out this many hours after login, active or not.", ge=1, le=12)] = 12
+    lockout_threshold: Annotated[int, _doc("Consecutive failed logins that lock an account.", ge=3, le=100)] = 10
+    lockout_minutes: Annotated[int, _doc("How long a locked account stays locked (an admin can unlock sooner).", ge=1, le=1440)] = 15
+    login_attempts_per_minute: Annotated[int, _doc("Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
+    setup_code_hours: Annotated[int, _doc("Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
+    password_min_length: Annotated[int, _doc("Shortest password accepted.", ge=8, le=128)] = 15
+    hash_concurrency: Annotated[int, _doc("Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.", ge=1, le=16)] = 2
+    argon2_time_cost: Annotated[int, _doc("argon2id iterations (RFC 9106 low-memory profile: 3).", ge=1, le=10)] = 3
+    argon2_memory_kib: Annotated[int, _doc("argon2id memory per hash in KiB (RFC 9106 low-memory profile: 65536).", ge=19456, le=1048576)] = 65536
+    argon2_parallelism: Annotated[int, _doc("argon2id lanes.", ge=1, le=8)] = 4
+
+
+class AuditConfig(_Section):
+    """[audit]: the tamper-evident audit log."""
+
+    retention_days: Annotated[int, _doc("Days audit records are kept before a checkpointed purge.", ge=30, le=3650)] = 400
+    page_size: Annotated[int, _doc("Rows per page in the audit log view.", ge=10, le=500)] = 50
+
+
+class LogConfig(_Section):
+    """[log]: structured logs on stdout."""
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], _doc("Lowest level written to stdout as JSON lines.")] = "info"
+
+
+class Config(_Section):
+    """The whole configuration file; every section is optional."""
+
+    web: Annotated[WebConfig, _doc("HTTPS listener and browser protections.")] = WebConfig()
+    tls: Annotated[TLSConfig, _doc("Certificates and TLS protocol profile.")] = TLSConfig()
+    store: Annotated[StoreConfig, _doc("Encrypted datastore.")] = StoreConfig()
+    auth: Annotated[AuthConfig, _doc("Logins, sessions and password hashing.")] = AuthConfig()
+    audit: Annotated[AuditConfig, _doc("Audit log.")] = AuditConfig()
+    log: Annotated[LogConfig, _doc("Structured logging.")] = LogConfig()
+
+
+def _key_path(message: str) -> str:
+    """Turn msgspec's '... - at `$.web.listen_port`' into 'web.listen_port: ...'."""
+    if " - at `$." in message:
+        reason, _, path = message.rpartition(" - at `$.")
+        return f"{path.rstrip('`')}: {reason}"
+    return message
+
+
+def parse(data: dict) -> Config:
+    """Validate a parsed TOML document; raise ConfigError naming the key path."""
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_key_path(str(exc))}") from None
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate a TOML file; None gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    return parse(data)
+
+
+def with_data_dir(config: Config, data_dir: str | None) -> Config:
+    """Return config with [store] data_dir replaced (the --data-dir option)."""
+    if not data_dir:
+        return config
+    return msgspec.structs.replace(config, store=msgspec.structs.replace(config.store, data_dir=str(data_dir)))

@@ -1,0 +1,174 @@
+"""Numbered, forward-only schema migrations (STORE-4).
+
+Migrations are package data, `appliance/store/migrations/NNNN_name.sql`, read through
+`importlib.resources` so a frozen build carries them. Applied versions are recorded in
+`schema_migrations(version, name, applied_at)`.
+
+Invariants (what must never happen):
+- A migration is applied twice, out of order, or partly: all pending migrations and
+  their records go in ONE transaction; any failure rolls every one of them back.
+- Software runs against a schema it does not know: a database that records a version
+  this code lacks is refused with `MigrationError` (forward only, no downgrade).
+- An existing database is migrated without a way back: first its encrypted file is
+  copied, after a WAL checkpoint and under the write lock, to `<db>.pre-NNNN`
+  (NNNN = first pending version), written atomically; only the newest snapshot is kept.
+
+Migration SQL must not contain BEGIN/COMMIT/ROLLBACK or PRAGMA statements.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+from appliance.store import MigrationError
+from appliance.store.atomic import copy_atomic, fsync_dir
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_SNAPSHOT_ATTEMPTS = 5
+
+_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at REAL    NOT NULL
+)"""
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The migrations shipped in the package, in version order."""
+    folder = resources.files("appliance.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+        elif entry.name.endswith(".sql"):
+            raise MigrationError(f"migration file {entry.name} is not named NNNN_name.sql")
+    return _ordered(found)
+
+
+def migrate(conn: Any, migrations: Sequence[Migration] | None = None) -> list[int]:
+    """Apply the pending `migrations` (default: the packaged ones) on `conn`; return their versions.
+
+    `conn` is a raw connection in autocommit mode with no transaction open
+    (only `Database.open` calls this, on its writer connection).
+    """
+    known = _ordered(load_migrations() if migrations is None else list(migrations))
+    applied = _applied(conn)
+    newest_known = known[-1].version if known else 0
+    unknown = sorted(set(applied) - {m.version for m in known})
+    if unknown:
+        raise MigrationError(
+            f"the database has schema version {max(unknown)}, newer than this software knows"
+            f" (up to {newest_known}); install a newer release or restore a backup"
+        )
+    pending = [m for m in known if m.version not in applied]
+    if not pending:
+        return []
+    if applied and pending[0].version < max(applied):
+        raise MigrationError(
+            f"migration {pending[0].version:04d} is older than the database's schema version"
+            f" {max(applied)} and was never applied; this software does not match the database"
+        )
+    db_file = _main_file(conn)
+    _begin_with_snapshot(conn, db_file, pending[0].version if applied and db_file else None)
+    try:
+        conn.execute(_CREATE_TABLE)
+        for m in pending:
+            for statement in _statements(m):
+                conn.execute(statement)
+                if not conn.in_transaction:
+                    raise MigrationError(f"migration {m.version:04d}_{m.name} ends the transaction itself")
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, time.time()),
+            )
+        conn.execute("COMMIT")
+    except Exception as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, MigrationError):
+            raise
+        raise MigrationError(f"database migration failed and was rolled back: {exc}") from exc
+    return [m.version for m in pending]
+
+
+def _ordered(found: list[Migration]) -> list[Migration]:
+    found = sorted(found, key=lambda m: m.version)
+    for before, after in zip(found, found[1:]):
+        if before.version == after.version:
+            raise MigrationError(f"two migrations share version {after.version:04d}")
+    return found
+
+
+def _applied(conn: Any) -> dict[int, str]:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if not exists:
+        return {}
+    return {row[0]: row[1] for row in conn.execute("SELECT version, name FROM schema_migrations")}
+
+
+def _main_file(conn: Any) -> Path | None:
+    for row in conn.execute("PRAGMA database_list"):
+        if row[1] == "main" and row[2]:
+            return Path(row[2])
+    return None  # in-memory database: nothing to snapshot
+
+
+def _begin_with_snapshot(conn: Any, db_file: Path | None, version: int | None) -> None:
+    """BEGIN IMMEDIATE; if `version`, copy the database file first, under the same write lock.
+
+    After a TRUNCATE checkpoint the main file holds every committed page. Holding the
+    write lock while copying means no frame can be appended meanwhile; if another
+    process slipped a write in between checkpoint and lock, the WAL is not empty and
+    we try again.
+    """
+    if version is None:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    wal = db_file.with_name(db_file.name + "-wal")
+    for _ in range(_SNAPSHOT_ATTEMPTS):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        conn.execute("BEGIN IMMEDIATE")
+        if not wal.exists() or wal.stat().st_size == 0:
+            break
+        conn.execute("ROLLBACK")
+    else:
+        raise MigrationError("cannot snapshot the database before migrating: another process keeps writing to it")
+    try:
+        snapshot = db_file.with_name(f"{db_file.name}.pre-{version:04d}")
+        copy_atomic(db_file, snapshot)
+        for old in db_file.parent.glob(f"{db_file.name}.pre-*"):
+            if old != snapshot:
+                old.unlink()
+        fsync_dir(db_file.parent)
+    except Exception as exc:
+        conn.execute("ROLLBACK")
+        raise MigrationError(f"cannot snapshot the database before migrating: {exc}") from exc
+
+
+def _statements(m: Migration) -> list[str]:
+    """Split a script into statements (executescript would COMMIT the open transaction)."""
+    from appliance.store.connection import complete_statement  # sqlcipher3 stays in one module
+
+    statements, buffer = [], ""
+    for piece in m.sql.split(";"):
+        buffer += piece + ";"
+        if complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    rest = "\n".join(line for line in buffer[:-1].splitlines() if not line.strip().startswith("--"))
+    if rest.strip():
+        raise MigrationError(f"migration {m.version:04d}_{m.name} ends with an incomplete statement")
+    return statements

@@ -1,0 +1,373 @@
+"""Keeps the appliance's CA and server certificate on disk and serves them (TLS-1, TLS-3).
+
+Files in `tls_dir` (0700), each 0600 and written atomically (temp file, fsync, rename):
+- `ca.key`     the CA's encrypted private key followed by its certificate: the CA's
+               source of truth. One file, so a crash can never pair a key with the
+               wrong certificate.
+- `ca.pem`     the CA certificate alone, for users to download and trust. Derived from
+               `ca.key`: rewritten when it is missing or holds another valid certificate
+               (a crash between the two renames of a CA regeneration).
+- `server.pem` the leaf certificate followed by its encrypted private key; handed as-is
+               to `SSLContext.load_cert_chain`, so the key is never on disk in clear.
+
+Invariants:
+- Private keys are PKCS#8 "ENCRYPTED PRIVATE KEY" under `key_password`, never plaintext.
+- An existing CA is never replaced because a file is unreadable, damaged or the password
+  is wrong: `ensure()` raises and writes nothing. The CA is replaced only when it no longer
+  covers the wanted names or is about to expire, and that returns "tls.ca.generate".
+- The leaf is renewed when within `renew_before_days` of expiry, when it no longer
+  covers the wanted names, or when it was not issued by the current CA.
+- `ssl_context()` returns one context object for the life of the manager; renewals load
+  the new chain into it, so listeners never restart (hot swap).
+- Not thread-safe: call from the thread that runs the event loop, which is also what makes
+  the hot swap atomic with respect to handshakes (no handshake runs during the reload).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+
+import msgspec
+import psutil
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from appliance.clock import Clock
+from appliance.config import TLSConfig
+from appliance.errors import OutpostError
+from appliance.tls import selfsigned
+from appliance.tls.selfsigned import Issued, Names
+
+EVENT_CA_GENERATE = "tls.ca.generate"
+EVENT_CERT_GENERATE = "tls.cert.generate"
+EVENT_CERT_RENEW = "tls.cert.renew"
+
+DAY = 86400.0
+
+# Mozilla "intermediate" (v5.7) TLS 1.2 suites: ECDHE key exchange and AEAD only.
+# TLS 1.3 suites are not set here: OpenSSL's defaults are all AEAD.
+INTERMEDIATE_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+])
+
+
+class TLSError(OutpostError):
+    """The TLS material cannot be used; the message names the file and what to do."""
+
+    code = "tls_error"
+    status = 500
+
+
+class TLSFileError(TLSError):
+    """A TLS file is unreadable, damaged or inconsistent (key does not match certificate)."""
+
+    code = "tls_file_invalid"
+
+
+class TLSKeyPasswordError(TLSError):
+    """A private key does not decrypt: wrong key password, or the file is damaged."""
+
+    code = "tls_key_password"
+
+
+class CertificateInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What the console and the UI show about the certificates in use."""
+
+    ca_fingerprint: str
+    leaf_fingerprint: str
+    leaf_not_after: float
+    leaf_sans: list[str]
+    profile: str
+
+
+class TLSManager:
+    """Owns `tls_dir`: generates, checks, renews and serves the local CA and leaf."""
+
+    def __init__(self, tls_dir: Path, config: TLSConfig, hostname: str, clock: Clock, key_password: bytes) -> None:
+        if not key_password:
+            raise ValueError("key_password must not be empty")
+        self._dir = Path(tls_dir)
+        self._config = config
+        self._hostname = hostname
+        self._clock = clock
+        self._password = key_password
+        self._ca: Issued | None = None
+        self._leaf: Issued | None = None
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def ca_pem_path(self) -> Path:
+        """The CA certificate users download and trust (PEM)."""
+        return self._dir / "ca.pem"
+
+    @property
+    def _ca_key_path(self) -> Path:
+        return self._dir / "ca.key"
+
+    @property
+    def _leaf_path(self) -> Path:
+        return self._dir / "server.pem"
+
+    def wanted_names(self) -> Names:
+        """Configured hostname, machine hostname, localhost and every local address."""
+        try:
+            return selfsigned.names_for(self._hostname, socket.gethostname(), _local_addresses())
+        except ValueError as exc:
+            raise TLSError(f"cannot make a certificate for this host: {exc}") from None
+
+    def ensure(self) -> list[str]:
+        """Load, check, and create or renew the CA and leaf as needed.
+
+        Returns the audit events that happened, in order: "tls.ca.generate",
+        "tls.cert.generate", "tls.cert.renew". Raises TLSError (writing nothing)
+        when existing files are unreadable, damaged or do not decrypt.
+        """
+        names = self.wanted_names()
+        self._prepare_dir()
+        # Read and check everything before writing anything.
+        ca = self._load_ca()
+        leaf = self._load_leaf()
+        now = self._clock.now()
+        events: list[str] = []
+
+        if ca is None or not selfsigned.ca_covers(ca.cert, names) or self._due(ca.cert, now):
+            ca = selfsigned.generate_ca(names, now=now, days=self._config.ca_days)
+            self._write(self._ca_key_path, selfsigned.encrypted_key_pem(ca.key, self._password) + selfsigned.cert_pem(ca.cert))
+            events.append(EVENT_CA_GENERATE)
+        if not self.ca_pem_path.exists() or self.ca_pem_path.read_bytes() != selfsigned.cert_pem(ca.cert):
+            self._write(self.ca_pem_path, selfsigned.cert_pem(ca.cert))
+
+        if leaf is None or not _issued_by(leaf.cert, ca.cert) or not selfsigned.leaf_covers(leaf.cert, names) or self._due(leaf.cert, now):
+            events.append(EVENT_CERT_GENERATE if leaf is None else EVENT_CERT_RENEW)
+            leaf = selfsigned.generate_leaf(ca, names, now=now, days=self._config.leaf_days)
+            self._write(self._leaf_path, selfsigned.cert_pem(leaf.cert) + selfsigned.encrypted_key_pem(leaf.key, self._password))
+
+        self._ca, self._leaf = ca, leaf
+        return events
+
+    def renew_if_due(self) -> list[str]:
+        """Run `ensure()`; if the leaf changed, load it into the live context (hot swap).
+
+        Connections already established keep their certificate; new handshakes get the
+        new one. On TLSError the live context keeps serving the previous certificate.
+        """
+        before = self._leaf.cert if self._leaf else None
+        events = self.ensure()
+        if self._context is not None and self._leaf is not None and self._leaf.cert != before:
+            self._load_chain(self._context)
+        return events
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The server context for the configured profile (built once, reused by renewals).
+
+        intermediate: TLS 1.2 and 1.3; TLS 1.2 limited to ECDHE with AES-GCM or ChaCha20.
+        modern: TLS 1.3 only.
+        """
+        if self._context is None:
+            if self._leaf is None:
+                raise RuntimeError("TLSManager.ensure() must succeed before ssl_context()")
+            context = server_context(self._config.profile)
+            self._load_chain(context)
+            self._context = context
+        return self._context
+
+    def info(self) -> CertificateInfo:
+        if self._ca is None or self._leaf is None:
+            raise RuntimeError("TLSManager.ensure() must succeed before info()")
+        return CertificateInfo(
+            ca_fingerprint=selfsigned.fingerprint(self._ca.cert),
+            leaf_fingerprint=selfsigned.fingerprint(self._leaf.cert),
+            leaf_not_after=self._leaf.cert.not_valid_after_utc.timestamp(),
+            leaf_sans=selfsigned.sans(self._leaf.cert),
+            profile=self._config.profile,
+        )
+
+    # -- internals -------------------------------------------------------------
+
+    def _due(self, cert: x509.Certificate, now: float) -> bool:
+        return cert.not_valid_after_utc.timestamp() - now <= self._config.renew_before_days * DAY
+
+    def _prepare_dir(self) -> None:
+        try:
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self._dir, 0o700)
+        except OSError as exc:
+            raise TLSFileError(f"cannot use the TLS directory {self._dir}: {exc.strerror}") from None
+
+    def _load_ca(self) -> Issued | None:
+        if not self._ca_key_path.exists():
+            if self.ca_pem_path.exists():
+                raise TLSFileError(
+                    f"{self.ca_pem_path} exists but the CA key {self._ca_key_path} is missing; restore it from a "
+                    "backup, or delete ca.pem to generate a new CA (every browser must then trust the new one)"
+                )
+            return None
+        ca = self._load_pair(self._ca_key_path)
+        basic = _basic_constraints(ca.cert)
+        if basic is None or not basic.ca:
+            raise TLSFileError(f"{self._ca_key_path} does not hold a CA certificate")
+        if self.ca_pem_path.exists():
+            # A damaged public copy is reported, not silently rewritten: it may be a failing disk.
+            _parse_cert(self.ca_pem_path, _read(self.ca_pem_path))
+        return ca
+
+    def _load_leaf(self) -> Issued | None:
+        if not self._leaf_path.exists():
+            return None
+        return self._load_pair(self._leaf_path)
+
+    def _load_pair(self, path: Path) -> Issued:
+        """Parse a file holding one certificate and its encrypted key; check they match."""
+        blocks = _pem_blocks(_read(path))
+        certs = [b for label, b in blocks if label == "CERTIFICATE"]
+        keys = [(label, b) for label, b in blocks if label.endswith("PRIVATE KEY")]
+        if len(certs) != 1 or len(keys) != 1:
+            raise TLSFileError(f"{path} is damaged: expected one certificate and one private key")
+        label, key_pem = keys[0]
+        if label != "ENCRYPTED PRIVATE KEY":
+            raise TLSFileError(f"the private key in {path} is not encrypted; refusing to use it")
+        cert = _parse_cert(path, certs[0])
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=self._password)
+        except ValueError as exc:
+            if "password" in str(exc).lower() or "decrypt" in str(exc).lower():
+                raise TLSKeyPasswordError(
+                    f"cannot decrypt the private key in {path}: the key password is wrong or the file is damaged"
+                ) from None
+            raise TLSFileError(f"the private key in {path} is damaged") from None
+        except (TypeError, UnsupportedAlgorithm):
+            raise TLSFileError(f"the private key in {path} is damaged or of an unsupported kind") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TLSFileError(f"the private key in {path} is not an EC key")
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise TLSFileError(f"{path} is inconsistent: the private key does not match the certificate")
+        return Issued(key, cert)
+
+    def _load_chain(self, context: ssl.SSLContext) -> None:
+        try:
+            context.load_cert_chain(self._leaf_path, password=self._password)
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSFileError(f"cannot load {self._leaf_path} into the TLS context: {exc}") from None
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            _write_atomic(path, data, 0o600)
+        except OSError as exc:
+            raise TLSFileError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def server_context(profile: str) -> ssl.SSLContext:
+    """A server SSLContext for a Mozilla profile ("intermediate" or "modern"), without certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if profile == "modern":
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    elif profile == "intermediate":
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(INTERMEDIATE_CIPHERS)
+    else:
+        raise ValueError(f"unknown TLS profile {profile!r}")
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    # Mozilla: every offered suite is strong, so let the client choose (ChaCha20 on
+    # devices without AES hardware). Python turns server preference on by default.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    # No session tickets: Python cannot rotate the ticket key, so one key would protect
+    # every resumable session for the life of the process (breaking forward secrecy).
+    # Browsers keep connections alive, so a full handshake (~0.9 ms ECDSA) is rare.
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0  # TLS 1.3 tickets; OP_NO_TICKET alone leaves stateful ones
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _local_addresses() -> list[str]:
+    addresses: list[str] = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = ipaddress.ip_address(entry.address.split("%", 1)[0])
+            # IPv6 link-local needs a zone id; browsers cannot use it in a URL.
+            if ip.version == 6 and ip.is_link_local:
+                continue
+            addresses.append(str(ip))
+    return addresses
+
+
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
+
+
+def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    return [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM.finditer(data)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TLSFileError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _parse_cert(path: Path, pem: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise TLSFileError(f"{path} is damaged: it does not hold a readable certificate") from None
+
+
+def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` with `data` so readers see the old or the new file, never a mix.
+
+    Temp file in the same directory (rename is atomic only within a filesystem), created
+    with `mode` from the start (mkstemp makes it 0600), fsync before rename, fsync the
+    directory after so the rename itself survives power loss.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+

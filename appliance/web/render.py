@@ -1,0 +1,45 @@
+"""Jinja rendering for the browser UI. Templates are package data (freeze-friendly)."""
+
+from __future__ import annotations
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from litestar import Request, Response
+
+from appliance import __version__
+from appliance.clock import iso
+from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
+
+NAV = [  # (permission or None for any signed-in user, path, label)
+    ("dashboard.view", "/dashboard", "Dashboard"),
+    ("audit.read", "/audit", "Audit log"),
+    ("about.view", "/about", "About"),
+]
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def make_environment() -> Environment:
+    env = Environment(loader=PackageLoader("appliance.web", "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["iso"] = iso
+    env.filters["bytes"] = _bytes
+    env.globals["version"] = __version__
+    return env
+
+
+def render(env: Environment, request: Request, template: str, *, status: int = 200, **context) -> Response:
+    """Render a page with the principal, its CSRF token and the navigation it may see."""
+    from appliance.auth.permissions import allowed
+
+    principal = request.scope.get(PRINCIPAL)
+    csrf = principal.csrf_token if principal else request.scope.get("outpost.pre_csrf") or request.cookies.get(PRE_SESSION_COOKIE, "")
+    nav = [(path, label) for perm, path, label in NAV if principal and allowed(principal.role, perm)]
+    html = env.get_template(template).render(principal=principal, csrf_token=csrf, nav=nav, path=request.url.path,
+                                             client=request.scope.get(CLIENT), **context)
+    return Response(content=html, status_code=status, media_type="text/html")

@@ -1,0 +1,143 @@
+"""ASGI middleware that runs before any handler (ACL-4, AUTH-7).
+
+In order, for every HTTP request:
+1. Host allow list: a Host header that is not one of the appliance's names gets 400
+   (defeats DNS rebinding and host-header poisoning).
+2. Body size: a declared Content-Length above the limit gets 413 before reading.
+3. Client address: the socket peer, or X-Forwarded-For only through a trusted proxy.
+4. Session: the `__Host-outpost` cookie is resolved to a Principal (or None).
+5. Response headers: strict CSP, no-store, framing/sniffing/referrer protections,
+   HSTS; any `Server` header is removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from http.cookies import SimpleCookie
+
+import msgspec
+
+SESSION_COOKIE = "__Host-outpost"
+PRE_SESSION_COOKIE = "__Host-outpost-pre"
+PRINCIPAL = "outpost.principal"
+CLIENT = "outpost.client"
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_COMMON_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), usb=(), payment=()"),
+]
+_NO_STORE = (b"cache-control", b"no-store")
+_STATIC_CACHE = (b"cache-control", b"public, max-age=3600")
+_STRIPPED = {b"server", b"cache-control", b"x-powered-by"}
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return msgspec.json.encode({"error": {"code": code, "message": message, "details": {}}})
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header ('[::1]:8443' -> '::1', 'a.b:8443' -> 'a.b'), lower-cased."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: list) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy (ACL-3)."""
+    if not trusted or not forwarded_for:
+        return peer
+    try:
+        if not any(ipaddress.ip_address(peer) in net for net in trusted):
+            return peer
+    except ValueError:
+        return peer
+    # Walk X-Forwarded-For from the right, skipping our own proxies.
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if not any(addr in net for net in trusted):
+            return str(addr)
+    return peer
+
+
+class SecurityMiddleware:
+    """Raw ASGI middleware; see module docstring. `resolve` maps (cookie, client) -> Principal | None."""
+
+    def __init__(self, app, *, allowed_hosts: set[str], max_body: int, trusted_proxies: list[str], resolve) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.max_body = max_body
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.resolve = resolve
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":  # websockets get their own checks with the terminal (REMOTE-3)
+            return await self.app(scope, receive, send)
+        headers = {}
+        for k, v in scope["headers"]:
+            headers.setdefault(k, v)
+        static = scope["path"].startswith("/static/")
+        send = self._wrap_send(send, static)
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host not in self.allowed_hosts:
+            return await self._reject(send, 400, "unknown_host", "This appliance does not answer to that host name.")
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await self._reject(send, 400, "bad_request", "Malformed Content-Length header.")
+            if int(length) > self.max_body:
+                return await self._reject(send, 413, "body_too_large",
+                                          f"The request body is larger than the {self.max_body} bytes allowed.")
+        peer = (scope.get("client") or ("unknown", 0))[0]
+        xff = headers.get(b"x-forwarded-for")
+        client = client_address(peer, xff.decode("latin-1") if xff else None, self.trusted)
+        scope[CLIENT] = client
+        scope[PRINCIPAL] = None
+        token = read_cookie(headers.get(b"cookie", b""), SESSION_COOKIE)
+        if token and not static:
+            scope[PRINCIPAL] = await self.resolve(token, client)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _wrap_send(send, static: bool):
+        async def wrapped(message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _STRIPPED]
+                kept += _COMMON_HEADERS
+                kept.append(_STATIC_CACHE if static else _NO_STORE)
+                message = {**message, "headers": kept}
+            await send(message)
+        return wrapped
+
+    @staticmethod
+    async def _reject(send, status: int, code: str, message: str) -> None:
+        body = _error_body(code, message)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def read_cookie(raw: bytes, name: str) -> str | None:
+    """One cookie's value from a Cookie header; None if absent or malformed."""
+    if not raw:
+        return None
+    jar = SimpleCookie()
+    try:
+        jar.load(raw.decode("latin-1"))
+    except Exception:  # malformed cookie header: treat as no cookie
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None

@@ -1,0 +1,195 @@
+"""The HTTPS listener: uvicorn run programmatically on a socket we bind ourselves.
+
+Invariants:
+- We bind and listen first, so "address already in use" and "permission denied" become
+  a `ServerStartError` naming the port and address, before any work is done.
+- The fast path is asserted, not hoped for: uvloop as the running loop and httptools as
+  the HTTP parser (uvicorn would otherwise fall back to asyncio + h11, ~45 % slower).
+  Protocol classes are imported here by name, not by uvicorn from strings, which also
+  keeps the frozen build honest.
+- The SSLContext is the caller's (`TLSManager.ssl_context()`), never one uvicorn builds
+  from files: certificate renewals then reach new connections without a restart.
+- No `Server` header, no proxy headers (the web layer decides whom to trust), no access log.
+- SIGTERM/SIGINT (main thread) and cancellation both shut down gracefully: stop accepting,
+  let requests in flight finish (up to `GRACEFUL_SECONDS`), run lifespan shutdown, and
+  return normally so the caller's own cleanup runs. uvicorn's own handlers would re-raise
+  the signal after shutdown, killing the process before that cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from appliance.errors import OutpostError
+
+GRACEFUL_SECONDS = 10
+BACKLOG = 2048
+
+
+class ServerStartError(OutpostError):
+    """The HTTPS listener could not start; the message says why in plain words."""
+
+    code = "server_start_failed"
+    status = 500
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port (IPv4, or IPv6 such as "::"); raise ServerStartError.
+
+    Public so the CLI can take a privileged port before dropping privileges. "::" means
+    IPv6 only (IPV6_V6ONLY set whatever the sysctl says), as the config documents, so
+    client addresses are never IPv4-mapped and the IP allow list sees plain IPv4 or IPv6.
+    """
+    where = f"port {port} on {host}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServerStartError(f"cannot listen on {where}: {host!r} is not a usable address ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # Lets a restart rebind while old connections sit in TIME_WAIT. On Linux it does
+        # not let two live listeners share the port (that is SO_REUSEPORT, not set).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        # listen() now: a bound but not listening socket does not hold the port against
+        # another SO_REUSEADDR socket, so a second instance would not fail here.
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ServerStartError(_bind_message(exc, where, port)) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _bind_message(exc: OSError, where: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where} is already in use (another Outpost or another program is listening there)"
+    if exc.errno == errno.EACCES:
+        hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if port < 1024 else ""
+        return f"permission denied to listen on {where}{hint}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: the address is not assigned to this machine"
+    return f"cannot listen on {where}: {exc.strerror}"
+
+
+def _fast_path() -> tuple[type, type]:
+    """Import the protocol classes we insist on; raise ServerStartError if one is missing."""
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError as exc:
+        raise ServerStartError(
+            f"the HTTPS server's fast path is missing ({exc.name}); refusing to fall back to a slower stack"
+        ) from None
+    return HttpToolsProtocol, WebSocketsSansIOProtocol
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that reports start-up and leaves signal handling to `serve()`."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self.cancelled = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def main_loop(self) -> None:
+        # Cancelling serve() takes the same graceful path as SIGTERM: uvicorn's _serve()
+        # goes on to shutdown() once main_loop() returns; serve() re-raises afterwards.
+        try:
+            await super().main_loop()
+        except asyncio.CancelledError:
+            self.cancelled = True
+
+    def request_exit(self) -> None:
+        # A second request forces exit, as uvicorn does for a second Ctrl+C.
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+async def serve(
+    asgi_app: Any,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve `asgi_app` over HTTPS on host:port until SIGTERM/SIGINT or cancellation.
+
+    Must run on a uvloop event loop (e.g. `uvloop.run(main())`). `on_started` is called
+    once the socket accepts connections and lifespan startup succeeded. Raises
+    ServerStartError for a port in use, a missing fast path or a failed app startup.
+    """
+    http_class, ws_class = _fast_path()
+    import uvloop
+
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, uvloop.Loop):
+        raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); refusing the slower asyncio loop")
+
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(
+        asgi_app,
+        host=host,
+        port=port,
+        server_header=False,
+        proxy_headers=False,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        http=http_class,
+        # uvicorn 0.54 deprecates "websockets" (websockets.legacy); sans-I/O is its successor.
+        ws=ws_class,
+        loop="uvloop",
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    try:
+        config.load()
+    except BaseException:
+        sock.close()
+        raise
+    config.ssl = ssl_context  # after load(): load() would set it to None without cert files
+    server = _Server(config, on_started)
+
+    signals: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.request_exit)
+            signals.append(sig)
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit:
+        # uvicorn calls sys.exit() when lifespan startup fails.
+        raise ServerStartError("the web application failed to start (lifespan startup failed); see the log") from None
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        sock.close()
+    if server.cancelled:
+        raise asyncio.CancelledError

@@ -1,0 +1,116 @@
+"""Setup, sign-in and sign-out pages (AUTH-1, AUTH-7)."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+
+from appliance.auth.service import LoginFailedError, SetupError
+from appliance.errors import RateLimitedError, ValidationError
+from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, with_pre_session
+from appliance.web.guards import authenticated, principal_of, public
+from appliance.web.render import render
+from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, SESSION_COOKIE
+
+_MAX_FIELD = 4096  # longer form fields are refused before any work is done
+
+
+def _redirect(location: str) -> Response:
+    return Response(b"", status_code=303, headers={"Location": location})
+
+
+def _services(request: Request):
+    return request.app.state.services
+
+
+def _field(form, name: str) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise ValidationError("Please correct the highlighted fields.", details={name: "Expected text."})
+    if len(value) > _MAX_FIELD:
+        raise ValidationError("Please correct the highlighted fields.", details={name: "Far too long."})
+    return value
+
+
+@get("/", guards=[public], name="root")
+async def root(request: Request) -> Response:
+    if await _services(request).auth.setup_required():
+        return _redirect("/setup")
+    return _redirect("/dashboard" if principal_of(request) else "/login")
+
+
+@get("/setup", guards=[public], name="setup_page")
+async def setup_page(request: Request) -> Response:
+    if not await _services(request).auth.setup_required():
+        return _redirect("/login")
+    token = ensure_pre_session(request)
+    return with_pre_session(render(request.app.state.templates, request, "setup.html", errors={}, values={}), token)
+
+
+@post("/setup", guards=[public], name="setup_submit")
+async def setup_submit(request: Request) -> Response:
+    services = _services(request)
+    form = await request.form()
+    values, errors, message, status = {}, {}, "", 400
+    try:
+        values = {k: _field(form, k) for k in ("code", "username")}
+        await services.auth.complete_setup(code=values["code"], username=values["username"].strip(),
+                                           password=_field(form, "password"), confirm=_field(form, "confirm"),
+                                           source=request.scope[CLIENT], code_file=services.setup_code_file)
+    except ValidationError as exc:
+        errors, message = exc.details, exc.message
+    except SetupError as exc:
+        errors, message = exc.details, exc.message
+    except RateLimitedError as exc:
+        message, status = exc.message, 429
+    else:
+        return _redirect("/login?setup=done")
+    values.pop("code", None)  # never echo the setup code back
+    return render(request.app.state.templates, request, "setup.html", status=status, errors=errors, values=values,
+                  message=message)
+
+
+@get("/login", guards=[public], name="login_page")
+async def login_page(request: Request) -> Response:
+    services = _services(request)
+    if await services.auth.setup_required():
+        return _redirect("/setup")
+    if principal_of(request):
+        return _redirect("/dashboard")
+    token = ensure_pre_session(request)
+    notice = "Setup is complete. Sign in with the account you just created." if request.query_params.get("setup") else ""
+    return with_pre_session(render(request.app.state.templates, request, "login.html", values={}, notice=notice), token)
+
+
+@post("/login", guards=[public], name="login_submit")
+async def login_submit(request: Request) -> Response:
+    services = _services(request)
+    form = await request.form()
+    username = ""
+    try:
+        username = _field(form, "username").strip()
+        session = await services.auth.login(username=username, password=_field(form, "password"),
+                                            source=request.scope[CLIENT],
+                                            user_agent=request.headers.get("user-agent", ""))
+    except (LoginFailedError, ValidationError) as exc:
+        message, status = (exc.message if isinstance(exc, LoginFailedError) else "Sign-in failed."), 401
+    except RateLimitedError as exc:
+        message, status = exc.message, 429
+    else:
+        response = _redirect("/dashboard")
+        response.set_cookie(session_cookie(session.token))
+        response.set_cookie(cleared(PRE_SESSION_COOKIE))
+        return response
+    return render(request.app.state.templates, request, "login.html", status=status, values={"username": username},
+                  message=message)
+
+
+@post("/logout", guards=[authenticated], name="logout")
+async def logout(request: Request) -> Response:
+    await _services(request).auth.logout(principal_of(request), request.scope[CLIENT])
+    response = _redirect("/login")
+    response.set_cookie(cleared(SESSION_COOKIE))
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
+
+
+ROUTES = [root, setup_page, setup_submit, login_page, login_submit, logout]

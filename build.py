@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Outpost's one task runner.
+
+    python3 build.py run [--data-dir DIR] [--listen HOST:PORT] [serve options]
+    python3 build.py test [pytest args]
+    python3 build.py binary
+    python3 build.py bench [names...]
+    python3 build.py lock          (maintainers: re-pin requirements/*.lock)
+
+Every subcommand first creates or refreshes `.venv` from the hash-locked files in
+`requirements/` (pip --require-hashes) and copies the browser assets installed by
+`npm ci` from package-lock.json into `appliance/web/static/vendor/`. Nothing is
+set up by hand. Only the standard library is used here, so it runs on a bare
+Debian Python 3.11.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+SSLYZE_VENV = ROOT / ".venv-sslyze"
+REQ = ROOT / "requirements"
+VENDOR = ROOT / "appliance" / "web" / "static" / "vendor"
+# npm package -> files copied into the vendor directory (name in vendor/).
+BROWSER_ASSETS = {
+    "htmx.org": {"dist/htmx.min.js": "htmx.min.js", "LICENSE": "htmx.LICENSE.txt"},
+}
+
+
+def _say(msg: str) -> None:
+    print(f"[build] {msg}", flush=True)
+
+
+def _run(cmd: list[str], **kw) -> None:
+    subprocess.run(cmd, check=True, **kw)
+
+
+def _py(env_dir: Path) -> Path:
+    return env_dir / "bin" / "python"
+
+
+def _digest(*files: Path) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    h.update(sys.version.encode())
+    return h.hexdigest()
+
+
+def ensure_venv(env_dir: Path, locks: list[Path]) -> Path:
+    """Create env_dir and install the hash-locked requirements, skipping when unchanged."""
+    stamp = env_dir / ".outpost-stamp"
+    want = _digest(*locks)
+    if stamp.exists() and stamp.read_text() == want and _py(env_dir).exists():
+        return _py(env_dir)
+    _say(f"preparing {env_dir.name} ...")
+    if not _py(env_dir).exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    quiet = ["-q", "--disable-pip-version-check", "--no-input"]
+    for lock in locks:
+        _run([str(_py(env_dir)), "-m", "pip", "install", *quiet, "--require-hashes", "-r", str(lock)])
+    stamp.write_text(want)
+    return _py(env_dir)
+
+
+def ensure_assets() -> None:
+    """Install browser assets with npm from the lock file and copy them into the package."""
+    stamp = VENDOR / ".outpost-stamp"
+    want = _digest(ROOT / "package-lock.json")
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    _say("installing browser assets from package-lock.json (npm ci) ...")
+    _run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT)
+    VENDOR.mkdir(parents=True, exist_ok=True)
+    for package, files in BROWSER_ASSETS.items():
+        for src, dst in files.items():
+            shutil.copyfile(ROOT / "node_modules" / package / src, VENDOR / dst)
+    stamp.write_text(want)
+
+
+def dev_python() -> Path:
+    py = ensure_venv(VENV, [REQ / "runtime.lock", REQ / "dev.lock"])
+    ensure_assets()
+    return py
+
+
+def cmd_run(args: list[str]) -> int:
+    py = dev_python()
+    argv = [str(py), "-m", "appliance", "serve"]
+    if "--data-dir" not in args:
+        argv += ["--data-dir", str(ROOT / "data")]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args:
+        argv.append("--allow-root")  # development convenience only (PLAT-3)
+    return subprocess.call(argv + args, cwd=ROOT)
+
+
+def cmd_test(args: list[str]) -> int:
+    py = dev_python()
+    ensure_venv(SSLYZE_VENV, [REQ / "sslyze.lock"])
+    env = dict(os.environ, OUTPOST_SSLYZE=str(SSLYZE_VENV / "bin" / "sslyze"))
+    return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def cmd_binary(args: list[str]) -> int:
+    py = dev_python()
+    return subprocess.call([str(py), str(ROOT / "appliance.spec.py"), *args], cwd=ROOT)
+
+
+def cmd_bench(args: list[str]) -> int:
+    py = dev_python()
+    return subprocess.call([str(py), "-m", "bench", *args], cwd=ROOT)
+
+
+def cmd_lock(args: list[str]) -> int:
+    tools = ROOT / ".venv-lock"
+    if not _py(tools).exists():
+        venv.EnvBuilder(with_pip=True).create(tools)
+        _run([str(_py(tools)), "-m", "pip", "install", "-q", "pip-tools"])
+    for name in ("runtime", "dev", "sslyze"):
+        _run([str(tools / "bin" / "pip-compile"), "-q", "--generate-hashes", "--allow-unsafe",
+              "--strip-extras", "-o", f"{name}.lock", f"{name}.in", *args], cwd=REQ)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "binary": cmd_binary, "bench": cmd_bench, "lock": cmd_lock}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the command")
+    ns = parser.parse_args()
+    return COMMANDS[ns.command](ns.args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
