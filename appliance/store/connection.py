@@ -63,7 +63,11 @@ _INTROSPECTION_PRAGMAS = frozenset({
     "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
     "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
 })
-# Odd names: a job that used the same text would reuse the cached statement unchecked.
+# Distinct texts: the authorizer only sees a statement when it is compiled, so a job using
+# exactly the writer's text would get the writer's cached statement unchecked.
+_BEGIN_SQL = "BEGIN IMMEDIATE -- outpost writer"
+_COMMIT_SQL = "COMMIT -- outpost writer"
+_ROLLBACK_SQL = "ROLLBACK -- outpost writer"
 _SAVEPOINT_SQL = "SAVEPOINT outpost_writer_job"
 _ROLLBACK_TO_SQL = "ROLLBACK TO outpost_writer_job"
 _RELEASE_SQL = "RELEASE outpost_writer_job"
@@ -171,20 +175,25 @@ class Database:
             fsync_dir(path.parent)
         handles: list[_Handle] = []
         try:
-            writer = _connect(path, key, writable=True)
-            handles.append(writer)
-            _check_integrity(writer.conn, path)
-            mode = writer.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # Checks and migrations run on a connection of their own, closed afterwards: its
+            # cached BEGIN/COMMIT statements must not be reachable from write jobs.
+            setup = _connect(path, key, writable=True)
+            handles.append(setup)
+            _check_integrity(setup.conn, path)
+            mode = setup.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"the database {path} cannot use write-ahead logging (journal mode {mode})")
             try:
-                migrate(writer.conn, migrations)
+                migrate(setup.conn, migrations)
             except _sqlite.Error as exc:
                 raise _translate(exc) from exc
             for suffix in ("", "-wal", "-shm"):
                 _chmod_600(Path(f"{path}{suffix}"))
+            writer = _connect(path, key, writable=True)
+            handles.append(writer)
             pool = [_connect(path, key, writable=False) for _ in range(readers)]
             handles.extend(pool)
+            setup.conn.close()
         except BaseException:
             for handle in handles:
                 handle.conn.close()
@@ -243,7 +252,7 @@ class Database:
         i = 0
         while i < len(batch):
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(_BEGIN_SQL)
             except Exception as exc:
                 for k in range(i, len(batch)):
                     outcomes[k] = (False, _translate(exc))
@@ -279,14 +288,14 @@ class Database:
                     aborted = exc
             if aborted is None:
                 try:
-                    conn.execute("COMMIT")
+                    conn.execute(_COMMIT_SQL)
                     continue
                 except Exception as exc:
                     aborted = exc
             # Nothing since BEGIN is committed: no job of this transaction may be acknowledged.
             if conn.in_transaction:
                 try:
-                    conn.execute("ROLLBACK")
+                    conn.execute(_ROLLBACK_SQL)
                 except Exception:
                     pass  # the connection rolls back on its own when the statement fails
             for k in succeeded:
