@@ -110,9 +110,47 @@ def cmd_test(args: list[str]) -> int:
     return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
+_BINARY_ENTRY = """import sys
+
+from appliance.cli import main
+
+sys.exit(main())
+"""
+_BINARY_HIDDEN = (
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.websockets_sansio_impl",
+    "uvicorn.loops.uvloop",
+    "uvicorn.lifespan.on",
+)
+_BINARY_EXCLUDES = (
+    "faker", "polyfactory", "pytest", "_pytest", "pluggy", "iniconfig", "hypothesis", "sortedcontainers",
+    "playwright", "greenlet", "httpx", "httpcore", "h11", "rich", "rich_click", "pygments", "markdown_it", "mdurl",
+    "dotenv", "watchfiles", "tkinter", "_tkinter", "PyInstaller", "pip", "setuptools", "pkg_resources",
+    "_distutils_hack", "distutils", "lib2to3", "pydoc_data", "idlelib", "ensurepip", "sqlite3",
+)
+
+
 def cmd_binary(args: list[str]) -> int:
+    """Freeze the appliance into dist/outpost with PyInstaller (PLAT-1, PERF-6)."""
     py = dev_python()
-    return subprocess.call([str(py), str(ROOT / "appliance.spec.py"), *args], cwd=ROOT)
+    mode = "--onedir" if "--onedir" in args else "--onefile"
+    args = [a for a in args if a != "--onedir"]
+    work = ROOT / "build" / "pyinstaller"
+    work.mkdir(parents=True, exist_ok=True)
+    entry = work / "outpost_entry.py"
+    entry.write_text(_BINARY_ENTRY)
+    datas = []
+    for f in sorted((ROOT / "appliance").rglob("*")):
+        rel = f.relative_to(ROOT)
+        if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in rel.parts and not f.name.startswith("."):
+            datas += ["--add-data", f"{f}{os.pathsep}{rel.parent}"]
+    cmd = [str(py), "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN", mode, "--name", "outpost",
+           "--distpath", str(ROOT / "dist"), "--workpath", str(work), "--specpath", str(work), "--paths", str(ROOT),
+           "--strip", "--noupx", *datas,
+           *(x for m in _BINARY_EXCLUDES for x in ("--exclude-module", m)),
+           *(x for m in _BINARY_HIDDEN for x in ("--hidden-import", m)),
+           *args, str(entry)]
+    return subprocess.call(cmd, cwd=ROOT)
 
 
 def cmd_bench(args: list[str]) -> int:

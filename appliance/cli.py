@@ -117,10 +117,10 @@ async def _maintenance(services) -> None:
 
 
 async def _serve(services, host: str, port: int) -> None:
-    from appliance.web import create_app
+    from appliance.web import create_asgi
     from appliance.web.server import serve
 
-    app = create_app(services)
+    app = create_asgi(services)
     housekeeping = asyncio.create_task(_maintenance(services))
     try:
         await serve(app, host=host, port=port, ssl_context=services.tls.ssl_context(),

@@ -303,10 +303,13 @@ class Database:
         return outcomes
 
     def _settle(self, batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+        stats = self._stats  # updated first, so a resolved caller sees its batch counted
+        stats["batches"] += 1
+        stats["jobs"] += len(batch)
+        stats["failed_jobs"] += sum(not ok for ok, _ in outcomes)
+        stats["largest_batch"] = max(stats["largest_batch"], len(batch))
         by_loop: dict[Any, list[tuple[_Job, bool, Any]]] = {}
-        failed = 0
         for job, (ok, value) in zip(batch, outcomes):
-            failed += not ok
             if job.loop is None:
                 if ok:
                     job.future.set_result(value)
@@ -320,11 +323,6 @@ class Database:
                 loop.call_soon_threadsafe(_resolve_async, items)  # one wake-up per loop per batch
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting for these any more
-        stats = self._stats
-        stats["batches"] += 1
-        stats["jobs"] += len(batch)
-        stats["failed_jobs"] += failed
-        stats["largest_batch"] = max(stats["largest_batch"], len(batch))
 
     def stats(self) -> dict[str, int]:
         """Writer counters (for /metrics): batches, jobs, failed_jobs, largest_batch."""

@@ -13,7 +13,9 @@ Invariants (what must never happen):
   copied, after a WAL checkpoint and under the write lock, to `<db>.pre-NNNN`
   (NNNN = first pending version), written atomically; only the newest snapshot is kept.
 
-Migration SQL must not contain BEGIN/COMMIT/ROLLBACK or PRAGMA statements.
+Migration SQL must not contain BEGIN/COMMIT/ROLLBACK, SAVEPOINT, ATTACH or PRAGMA
+settings: an authorizer refuses them (a COMMIT inside would split the one transaction).
+Foreign keys are off during migration and checked with `foreign_key_check` before COMMIT.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from appliance.store.atomic import copy_atomic, fsync_dir
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SNAPSHOT_ATTEMPTS = 5
+# SQLite authorizer codes (stable C ABI): transaction, attach, detach, savepoint; pragma; deny.
+_DENIED_ACTIONS = frozenset({22, 24, 25, 32})
+_PRAGMA, _DENY = 19, 1
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
@@ -59,8 +64,9 @@ def load_migrations() -> list[Migration]:
 def migrate(conn: Any, migrations: Sequence[Migration] | None = None) -> list[int]:
     """Apply the pending `migrations` (default: the packaged ones) on `conn`; return their versions.
 
-    `conn` is a raw connection in autocommit mode with no transaction open
-    (only `Database.open` calls this, on its writer connection).
+    `conn` is a raw connection in autocommit mode with no transaction open; its authorizer
+    is replaced during the call and removed afterwards (`Database.open` calls this on a
+    set-up connection that it closes afterwards).
     """
     known = _ordered(load_migrations() if migrations is None else list(migrations))
     applied = _applied(conn)
@@ -80,26 +86,58 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None) -> list[in
             f" {max(applied)} and was never applied; this software does not match the database"
         )
     db_file = _main_file(conn)
-    _begin_with_snapshot(conn, db_file, pending[0].version if applied and db_file else None)
+    # Foreign keys off while the schema changes (SQLite's table-rebuild procedure needs it;
+    # the pragma is a no-op inside a transaction), checked in full before COMMIT instead.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    guard = _MigrationGuard()
+    conn.set_authorizer(guard)
     try:
-        conn.execute(_CREATE_TABLE)
-        for m in pending:
-            for statement in _statements(m):
-                conn.execute(statement)
-                if not conn.in_transaction:
-                    raise MigrationError(f"migration {m.version:04d}_{m.name} ends the transaction itself")
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (m.version, m.name, time.time()),
-            )
-        conn.execute("COMMIT")
-    except Exception as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, MigrationError):
-            raise
-        raise MigrationError(f"database migration failed and was rolled back: {exc}") from exc
+        _begin_with_snapshot(conn, db_file, pending[0].version if applied and db_file else None)
+        try:
+            conn.execute(_CREATE_TABLE)
+            for m in pending:
+                guard.active = True
+                try:
+                    for statement in _statements(m):
+                        conn.execute(statement)
+                except Exception as exc:
+                    raise MigrationError(
+                        f"migration {m.version:04d}_{m.name} failed ({exc}); no pending migration was applied"
+                    ) from exc
+                finally:
+                    guard.active = False
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
+            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+            if broken:
+                raise MigrationError(f"the migrations leave a broken reference in table {broken[0]}")
+            conn.execute("COMMIT -- outpost migrate")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK -- outpost migrate")
+            if isinstance(exc, MigrationError):
+                raise
+            raise MigrationError(f"database migration failed and was rolled back: {exc}") from exc
+    finally:
+        conn.set_authorizer(None)
+        conn.execute("PRAGMA foreign_keys = ON")
     return [m.version for m in pending]
+
+
+class _MigrationGuard:
+    """Authorizer: migration SQL may not end the transaction, ATTACH files or set PRAGMAs."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def __call__(self, action: int, _arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+        if self.active and (action in _DENIED_ACTIONS or (action == _PRAGMA and arg2 is not None)):
+            return _DENY
+        return 0
 
 
 def _ordered(found: list[Migration]) -> list[Migration]:
@@ -135,15 +173,15 @@ def _begin_with_snapshot(conn: Any, db_file: Path | None, version: int | None) -
     we try again.
     """
     if version is None:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE -- outpost migrate")
         return
     wal = db_file.with_name(db_file.name + "-wal")
     for _ in range(_SNAPSHOT_ATTEMPTS):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE -- outpost migrate")
         if not wal.exists() or wal.stat().st_size == 0:
             break
-        conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK -- outpost migrate")
     else:
         raise MigrationError("cannot snapshot the database before migrating: another process keeps writing to it")
     try:
@@ -154,7 +192,7 @@ def _begin_with_snapshot(conn: Any, db_file: Path | None, version: int | None) -
                 old.unlink()
         fsync_dir(db_file.parent)
     except Exception as exc:
-        conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK -- outpost migrate")
         raise MigrationError(f"cannot snapshot the database before migrating: {exc}") from exc
 
 
@@ -163,12 +201,13 @@ def _statements(m: Migration) -> list[str]:
     from appliance.store.connection import complete_statement  # sqlcipher3 stays in one module
 
     statements, buffer = [], ""
-    for piece in m.sql.split(";"):
+    *pieces, tail = m.sql.split(";")
+    for piece in pieces:
         buffer += piece + ";"
         if complete_statement(buffer):
             statements.append(buffer)
             buffer = ""
-    rest = "\n".join(line for line in buffer[:-1].splitlines() if not line.strip().startswith("--"))
+    rest = "\n".join(line for line in (buffer + tail).splitlines() if not line.strip().startswith("--"))
     if rest.strip():
         raise MigrationError(f"migration {m.version:04d}_{m.name} ends with an incomplete statement")
     return statements

@@ -133,7 +133,8 @@ class TLSManager:
 
         Returns the audit events that happened, in order: "tls.ca.generate",
         "tls.cert.generate", "tls.cert.renew". Raises TLSError (writing nothing)
-        when existing files are unreadable, damaged or do not decrypt.
+        when existing files are unreadable, damaged or do not decrypt. If the live
+        context exists and the leaf changed, loads the new leaf into it (hot swap).
         """
         names = self.wanted_names()
         self._prepare_dir()
@@ -150,25 +151,27 @@ class TLSManager:
         if not self.ca_pem_path.exists() or self.ca_pem_path.read_bytes() != selfsigned.cert_pem(ca.cert):
             self._write(self.ca_pem_path, selfsigned.cert_pem(ca.cert))
 
-        if leaf is None or not _issued_by(leaf.cert, ca.cert) or not selfsigned.leaf_covers(leaf.cert, names) or self._due(leaf.cert, now):
+        stale = leaf is None or (
+            not _issued_by(leaf.cert, ca.cert) or not selfsigned.leaf_covers(leaf.cert, names) or self._due(leaf.cert, now)
+        )
+        if stale:
             events.append(EVENT_CERT_GENERATE if leaf is None else EVENT_CERT_RENEW)
             leaf = selfsigned.generate_leaf(ca, names, now=now, days=self._config.leaf_days)
             self._write(self._leaf_path, selfsigned.cert_pem(leaf.cert) + selfsigned.encrypted_key_pem(leaf.key, self._password))
 
+        changed = self._leaf is None or self._leaf.cert != leaf.cert
         self._ca, self._leaf = ca, leaf
+        if changed and self._context is not None:
+            self._load_chain(self._context)
         return events
 
     def renew_if_due(self) -> list[str]:
-        """Run `ensure()`; if the leaf changed, load it into the live context (hot swap).
+        """Periodic entry point (e.g. daily): `ensure()`, which hot-swaps a renewed leaf.
 
         Connections already established keep their certificate; new handshakes get the
         new one. On TLSError the live context keeps serving the previous certificate.
         """
-        before = self._leaf.cert if self._leaf else None
-        events = self.ensure()
-        if self._context is not None and self._leaf is not None and self._leaf.cert != before:
-            self._load_chain(self._context)
-        return events
+        return self.ensure()
 
     def ssl_context(self) -> ssl.SSLContext:
         """The server context for the configured profile (built once, reused by renewals).
@@ -185,6 +188,7 @@ class TLSManager:
         return self._context
 
     def info(self) -> CertificateInfo:
+        """Fingerprints, expiry and names of the certificates `ensure()` last settled on."""
         if self._ca is None or self._leaf is None:
             raise RuntimeError("TLSManager.ensure() must succeed before info()")
         return CertificateInfo(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from importlib import resources
 
 from litestar import Litestar
-from litestar.middleware import DefineMiddleware
 from litestar.static_files import create_static_files_router
 
 from appliance.web import errors, guards
@@ -30,9 +29,6 @@ def create_app(services) -> Litestar:
     app = Litestar(
         route_handlers=[*ui_session.ROUTES, *ui_dashboard.ROUTES, *ui_audit.ROUTES, *api_health.ROUTES, static],
         guards=[guards.deny_undeclared, guards.csrf_protect],
-        middleware=[DefineMiddleware(SecurityMiddleware, allowed_hosts=services.allowed_hosts,
-                                     max_body=config.max_body_bytes, trusted_proxies=list(config.trusted_proxies),
-                                     resolve=services.auth.resolve)],
         exception_handlers=errors.HANDLERS,
         request_max_body_size=config.max_body_bytes,
         openapi_config=None,
@@ -42,3 +38,12 @@ def create_app(services) -> Litestar:
     app.state.services = services
     app.state.templates = make_environment()
     return app
+
+
+def create_asgi(services) -> SecurityMiddleware:
+    """The served application: the security layer wraps the whole Litestar app, so it
+    also covers responses Litestar produces before routing (404, 405)."""
+    config = services.config.web
+    return SecurityMiddleware(create_app(services), allowed_hosts=services.allowed_hosts,
+                              max_body=config.max_body_bytes, trusted_proxies=list(config.trusted_proxies),
+                              resolve=services.auth.resolve)

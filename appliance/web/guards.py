@@ -13,11 +13,13 @@ from urllib.parse import urlsplit
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from appliance.audit import log as audit
+from appliance.audit.models import Actor
 from appliance.auth.models import Principal
 from appliance.auth.permissions import allowed
 from appliance.crypto import tokens
 from appliance.errors import OutpostError, PermissionDeniedError
-from appliance.web.security import PRE_SESSION_COOKIE, PRINCIPAL
+from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
 
 ACCESS_ATTR = "__outpost_access__"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -64,6 +66,19 @@ async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None
         raise NotAuthenticatedError()
 
 
+async def _refuse(connection: ASGIConnection, exc: OutpostError, action: str, reason: str) -> None:
+    """Audit a refused request, then raise. Nothing changed, so the record stands alone."""
+    services = connection.app.state.services
+    principal = principal_of(connection)
+    actor = Actor(type="user" if principal else "anonymous", name=principal.username if principal else "",
+                  source=connection.scope.get(CLIENT, "unknown"))
+    now = services.clock.now()
+    await services.db.write(lambda conn: audit.record(
+        conn, ts=now, action=action, actor=actor, outcome="denied", target=connection.scope["path"][:200],
+        details={"method": connection.scope.get("method", ""), "reason": reason}))
+    raise exc
+
+
 def permission(name: str):
     """Signed-in users whose role holds `name` (auth/permissions.py)."""
 
@@ -73,7 +88,8 @@ def permission(name: str):
         if principal is None:
             raise NotAuthenticatedError()
         if not allowed(principal.role, name):
-            raise PermissionDeniedError("Your role does not allow this.", details={"permission": name})
+            await _refuse(connection, PermissionDeniedError("Your role does not allow this.", details={"permission": name}),
+                          "access.denied", f"role {principal.role} lacks {name}")
 
     guard.__name__ = f"permission_{name.replace('.', '_')}"
     return guard
@@ -88,7 +104,8 @@ def access_kinds(handler: BaseRouteHandler) -> list[str]:
 async def deny_undeclared(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """App-level: a route without exactly one access guard is refused (deny by default)."""
     if len(access_kinds(handler)) != 1:
-        raise PermissionDeniedError("This route has no access rule and is closed.")
+        await _refuse(connection, PermissionDeniedError("This route has no access rule and is closed."),
+                      "access.denied", "route without access rule")
 
 
 def same_origin(connection: ASGIConnection) -> str | None:
@@ -114,15 +131,15 @@ async def csrf_protect(connection: ASGIConnection, handler: BaseRouteHandler) ->
     if connection.scope.get("method") not in UNSAFE or connection.scope["path"].startswith("/api/"):
         return
     if reason := same_origin(connection):
-        raise CSRFError(reason)
+        await _refuse(connection, CSRFError(reason), "access.csrf.denied", reason)
     sent = connection.headers.get("x-csrf-token")
     if sent is None:
         try:
             form = await connection.form()  # cached: the handler reads the same parsed form
         except Exception:
-            raise CSRFError("unreadable form") from None
+            form = {}  # unreadable body: treated as carrying no token
         sent = form.get("_csrf")
     principal = principal_of(connection)
     expected = principal.csrf_token if principal else connection.cookies.get(PRE_SESSION_COOKIE)
     if not sent or not expected or not isinstance(sent, str) or not tokens.equal(sent, expected):
-        raise CSRFError("missing or wrong token")
+        await _refuse(connection, CSRFError("missing or wrong token"), "access.csrf.denied", "missing or wrong token")

@@ -100,7 +100,7 @@ class SecurityMiddleware:
                 return await self._reject(send, 400, "bad_request", "Malformed Content-Length header.")
             if int(length) > self.max_body:
                 return await self._reject(send, 413, "body_too_large",
-                                          f"The request body is larger than the {self.max_body} bytes allowed.")
+                                          f"The request body is too large: at most {self.max_body} bytes are allowed.")
         peer = (scope.get("client") or ("unknown", 0))[0]
         xff = headers.get(b"x-forwarded-for")
         client = client_address(peer, xff.decode("latin-1") if xff else None, self.trusted)

@@ -12,8 +12,10 @@ Invariants:
 - No `Server` header, no proxy headers (the web layer decides whom to trust), no access log.
 - SIGTERM/SIGINT (main thread) and cancellation both shut down gracefully: stop accepting,
   let requests in flight finish (up to `GRACEFUL_SECONDS`), run lifespan shutdown, and
-  return normally so the caller's own cleanup runs. uvicorn's own handlers would re-raise
-  the signal after shutdown, killing the process before that cleanup.
+  return normally (cancellation re-raises CancelledError afterwards) so the caller's own
+  cleanup runs. uvicorn's own handlers would re-raise the signal after shutdown, and the
+  default SIGTERM action would kill the process before that cleanup. While it runs,
+  serve() owns the loop's SIGTERM/SIGINT handlers and removes them when it returns.
 """
 
 from __future__ import annotations
@@ -153,39 +155,36 @@ async def serve(
         raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); refusing the slower asyncio loop")
 
     sock = bind_socket(host, port)
-    config = uvicorn.Config(
-        asgi_app,
-        host=host,
-        port=port,
-        server_header=False,
-        proxy_headers=False,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        http=http_class,
-        # uvicorn 0.54 deprecates "websockets" (websockets.legacy); sans-I/O is its successor.
-        ws=ws_class,
-        loop="uvloop",
-        backlog=BACKLOG,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    )
-    try:
-        config.load()
-    except BaseException:
-        sock.close()
-        raise
-    config.ssl = ssl_context  # after load(): load() would set it to None without cert files
-    server = _Server(config, on_started)
-
     signals: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, server.request_exit)
-            signals.append(sig)
     try:
+        config = uvicorn.Config(
+            asgi_app,
+            host=host,
+            port=port,
+            server_header=False,
+            proxy_headers=False,
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+            http=http_class,
+            # uvicorn 0.54 deprecates "websockets" (websockets.legacy); sans-I/O is its successor.
+            ws=ws_class,
+            # Only used by uvicorn.run(); here the loop is the caller's, checked above.
+            loop="uvloop",
+            backlog=BACKLOG,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        )
+        config.load()
+        config.ssl = ssl_context  # after load(): load() sets it to None when given no cert files
+        server = _Server(config, on_started)
+        # add_signal_handler works only in the main thread; elsewhere the caller cancels us.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, server.request_exit)
+                signals.append(sig)
         await server.serve(sockets=[sock])
     except SystemExit:
-        # uvicorn calls sys.exit() when lifespan startup fails.
+        # uvicorn calls sys.exit() when the app or its lifespan startup fails.
         raise ServerStartError("the web application failed to start (lifespan startup failed); see the log") from None
     finally:
         for sig in signals:
