@@ -507,6 +507,15 @@ class LoadProcess:
         return self.result
 
 
+def free_port_safe() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_appliance(workdir: Path, config: str | None = None):
     """A real `outpost serve` subprocess (tests.conftest.Appliance) on a free loopback port."""
     if str(ROOT) not in sys.path:

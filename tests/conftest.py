@@ -92,7 +92,8 @@ class Appliance:
         raise RuntimeError(f"appliance did not become ready:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def setup_code(self) -> str:

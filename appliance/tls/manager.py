@@ -17,10 +17,16 @@ Invariants:
   covers the wanted names or is about to expire, and that returns "tls.ca.generate".
 - The leaf is renewed when within `renew_before_days` of expiry, when it no longer
   covers the wanted names, or when it was not issued by the current CA.
-- `ssl_context()` returns one context object for the life of the manager; renewals load
-  the new chain into it, so listeners never restart (hot swap).
-- Not thread-safe: call from the thread that runs the event loop, which is also what makes
-  the hot swap atomic with respect to handshakes (no handshake runs during the reload).
+- `ssl_context()` returns one listening context for the life of the manager; listeners
+  never restart. Hot swap: a renewal loads the new chain into a fresh context that no
+  connection uses yet, then publishes it with one reference assignment; the listening
+  context's servername callback (run for every ClientHello, with or without SNI) moves
+  each new handshake onto the published context. Connections in flight keep theirs.
+  Why not `load_cert_chain` again on the live context: Python releases the GIL inside it
+  and OpenSSL does not lock an SSL_CTX against a concurrent SSL_new, so a renewal from a
+  worker thread (`asyncio.to_thread`) could race a handshake (a key-less certificate for
+  a moment, or worse). This way `renew_if_due()` is safe from any thread.
+- `ensure()`/`renew_if_due()` must not run concurrently with each other (one caller).
 """
 
 from __future__ import annotations
@@ -106,7 +112,8 @@ class TLSManager:
         self._password = key_password
         self._ca: Issued | None = None
         self._leaf: Issued | None = None
-        self._context: ssl.SSLContext | None = None
+        self._context: ssl.SSLContext | None = None  # the listening context, never replaced
+        self._live: ssl.SSLContext | None = None  # holds the current chain; new handshakes move here
 
     @property
     def ca_pem_path(self) -> Path:
@@ -134,7 +141,7 @@ class TLSManager:
         Returns the audit events that happened, in order: "tls.ca.generate",
         "tls.cert.generate", "tls.cert.renew". Raises TLSError (writing nothing)
         when existing files are unreadable, damaged or do not decrypt. If the live
-        context exists and the leaf changed, loads the new leaf into it (hot swap).
+        context exists and the leaf changed, new handshakes get the new leaf (hot swap).
         """
         names = self.wanted_names()
         self._prepare_dir()
@@ -159,10 +166,11 @@ class TLSManager:
             leaf = selfsigned.generate_leaf(ca, names, now=now, days=self._config.leaf_days)
             self._write(self._leaf_path, selfsigned.cert_pem(leaf.cert) + selfsigned.encrypted_key_pem(leaf.key, self._password))
 
-        changed = self._leaf is None or self._leaf.cert != leaf.cert
+        if self._context is not None and (self._leaf is None or self._leaf.cert != leaf.cert):
+            fresh = server_context(self._config.profile)
+            self._load_chain(fresh)
+            self._live = fresh  # one reference assignment: handshakes see old or new, whole
         self._ca, self._leaf = ca, leaf
-        if changed and self._context is not None:
-            self._load_chain(self._context)
         return events
 
     def renew_if_due(self) -> list[str]:
@@ -174,7 +182,7 @@ class TLSManager:
         return self.ensure()
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The server context for the configured profile (built once, reused by renewals).
+        """The listening context for the configured profile (built once; renewals swap behind it).
 
         intermediate: TLS 1.2 and 1.3; TLS 1.2 limited to ECDHE with AES-GCM or ChaCha20.
         modern: TLS 1.3 only.
@@ -184,8 +192,15 @@ class TLSManager:
                 raise RuntimeError("TLSManager.ensure() must succeed before ssl_context()")
             context = server_context(self._config.profile)
             self._load_chain(context)
-            self._context = context
+            context.sni_callback = self._select_context
+            self._context = self._live = context
         return self._context
+
+    def _select_context(self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        live = self._live
+        if live is not None and live is not context:
+            # Same profile, newer chain. Until the first renewal this is a no-op.
+            ssl_object.context = live
 
     def info(self) -> CertificateInfo:
         """Fingerprints, expiry and names of the certificates `ensure()` last settled on."""

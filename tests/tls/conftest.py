@@ -175,7 +175,7 @@ def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
-def peer_certificate(host: str, port: int, *, server_name: str = "localhost", **versions: ssl.TLSVersion) -> bytes:
+def peer_certificate(host: str, port: int, *, server_name: str | None = "localhost", **versions: ssl.TLSVersion) -> bytes:
     """DER of the certificate a fresh connection is served (no verification)."""
     ctx = client_context()
     for name, value in versions.items():

@@ -10,6 +10,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,8 @@ def test_ipv6_listener(manager: TLSManager, start_server) -> None:
 def test_hot_swap_new_connections_get_the_renewed_leaf(tmp_path: Path, frozen_clock, start_server) -> None:
     m = make_manager(tmp_path / "tls", frozen_clock)
     m.ensure()
-    server = start_server(m.ssl_context())
+    listening = m.ssl_context()
+    server = start_server(listening)
     old = m.info().leaf_fingerprint
     assert _fingerprint(peer_certificate("127.0.0.1", server.port)) == old
 
@@ -148,10 +151,13 @@ def test_hot_swap_new_connections_get_the_renewed_leaf(tmp_path: Path, frozen_cl
     assert conn.getresponse().read() == b"ok https"
 
     frozen_clock.advance(61 * DAY)
-    assert server.call(m.renew_if_due) == ["tls.cert.renew"]
+    # From this (non-loop) thread, as the CLI's maintenance task does with asyncio.to_thread.
+    assert m.renew_if_due() == ["tls.cert.renew"]
     new = m.info().leaf_fingerprint
     assert new != old
+    assert m.ssl_context() is listening
     assert _fingerprint(peer_certificate("127.0.0.1", server.port)) == new
+    assert _fingerprint(peer_certificate("127.0.0.1", server.port, server_name=None)) == new  # no SNI
     assert _fingerprint(peer_certificate("127.0.0.1", server.port, maximum_version=ssl.TLSVersion.TLSv1_2)) == new
 
     # ...keeps working, with the certificate it was given.
@@ -159,7 +165,38 @@ def test_hot_swap_new_connections_get_the_renewed_leaf(tmp_path: Path, frozen_cl
     assert conn.getresponse().read() == b"ok https"
     assert _fingerprint(conn.sock.getpeercert(binary_form=True)) == old
     conn.close()
-    assert server.call(m.renew_if_due) == []
+    assert m.renew_if_due() == []
+
+
+def test_renewals_during_handshakes_never_fail_one(tmp_path: Path, frozen_clock, start_server) -> None:
+    m = make_manager(tmp_path / "tls", frozen_clock)
+    m.ensure()
+    server = start_server(m.ssl_context())
+    stop = threading.Event()
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+
+    def handshakes() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(_fingerprint(peer_certificate("127.0.0.1", server.port)))
+            except BaseException as exc:
+                errors.append(exc)
+
+    clients = [threading.Thread(target=handshakes) for _ in range(3)]
+    for t in clients:
+        t.start()
+    fingerprints = {m.info().leaf_fingerprint}
+    for _ in range(15):
+        frozen_clock.advance(61 * DAY)
+        assert m.renew_if_due() == ["tls.cert.renew"]
+        fingerprints.add(m.info().leaf_fingerprint)
+        time.sleep(0.01)
+    stop.set()
+    for t in clients:
+        t.join(10)
+    assert errors == []
+    assert seen <= fingerprints and len(seen) > 1
 
 
 def test_cancel_shuts_down_gracefully(manager: TLSManager) -> None:
