@@ -87,9 +87,39 @@ def ensure_assets() -> None:
     stamp.write_text(want)
 
 
+LICENCES_SCRIPT = r"""
+import json, re, sys
+from importlib import metadata
+names = re.findall(r"^([A-Za-z0-9_.-]+)==", open(sys.argv[1]).read(), re.M)
+out = []
+for name in names:
+    meta = metadata.metadata(name)
+    lic = meta.get("License-Expression") or meta.get("License") or ""
+    if not lic or len(lic) > 80:
+        lic = ", ".join(c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")) or "see package"
+    out.append({"name": meta["Name"], "version": meta["Version"], "licence": lic})
+for pkg in json.loads(sys.argv[2]):
+    info = json.load(open(f"node_modules/{pkg}/package.json"))
+    out.append({"name": pkg + " (npm)", "version": info["version"], "licence": info.get("license", "see package")})
+out.append({"name": "Python", "version": sys.version.split()[0], "licence": "PSF-2.0"})
+json.dump(sorted(out, key=lambda x: x["name"].lower()), open(sys.argv[3], "w"), indent=1)
+"""
+
+
+def write_licences(py: Path) -> None:
+    """appliance/system/licences.json: what the About page lists (runtime packages + npm assets)."""
+    target = ROOT / "appliance" / "system" / "licences.json"
+    lock = REQ / "runtime.lock"
+    if target.exists() and target.stat().st_mtime >= max(lock.stat().st_mtime, (ROOT / "package-lock.json").stat().st_mtime):
+        return
+    import json
+    _run([str(py), "-c", LICENCES_SCRIPT, str(lock), json.dumps(sorted(BROWSER_ASSETS)), str(target)], cwd=ROOT)
+
+
 def dev_python() -> Path:
     py = ensure_venv(VENV, [REQ / "runtime.lock", REQ / "dev.lock"])
     ensure_assets()
+    write_licences(py)
     return py
 
 

@@ -120,6 +120,12 @@ class Services:
                               cert_not_after=info.leaf_not_after, cert_fingerprint=info.leaf_fingerprint,
                               started_at=self.started_at, now=self.clock.now())
 
+    async def purge_audit(self) -> int:
+        """Drop audit records past [audit] retention_days, leaving a verifiable checkpoint (AUDIT-3)."""
+        now = self.clock.now()
+        cutoff = now - self.config.audit.retention_days * 86400
+        return await self.db.write(lambda conn: audit.purge_before(conn, cutoff=cutoff, ts=now))
+
     async def healthy(self) -> bool:
         try:
             return await self.db.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)

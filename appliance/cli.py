@@ -104,11 +104,12 @@ def cmd_init(args) -> int:
 
 
 async def _maintenance(services) -> None:
-    """Periodic housekeeping: expired sessions, certificate renewal."""
+    """Periodic housekeeping: expired sessions, audit retention, certificate renewal."""
     while True:
         await asyncio.sleep(MAINTENANCE_SECONDS)
         try:
             await services.auth.purge_expired_sessions()
+            await services.purge_audit()
             events = await asyncio.to_thread(services.tls.renew_if_due)
             if events:
                 await asyncio.to_thread(services.record_system_events, events)

@@ -180,3 +180,23 @@ def test_login_refused_when_audit_cannot_be_written(appliance, admin_client):
         database.close()
     dash = admin_client.get("/dashboard")
     assert dash.status_code == 200 and csrf_of(dash.text)
+
+
+def test_retention_purge_through_services(tmp_path):
+    import asyncio
+
+    from appliance import app as app_mod
+    from appliance import config
+    from appliance.clock import FrozenClock
+
+    clock = FrozenClock()
+    services = app_mod.build(config.with_data_dir(config.Config(), str(tmp_path / "d")), clock)
+    try:
+        before = services.db.read_sync(lambda c: c.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+        assert before >= 2  # certificate generation at first start
+        clock.advance(401 * 86400)
+        assert asyncio.run(services.purge_audit()) == before
+        report = services.db.read_sync(log.verify_chain)
+        assert report.ok and report.checked == 1  # only the purge record remains
+    finally:
+        services.close()

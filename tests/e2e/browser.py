@@ -121,8 +121,6 @@ class Watch:
         if f"{split.scheme}://{split.netloc}" != self.origin:
             self.external.append(url)
             route.abort("blockedbyclient")
-        elif os.environ.get("TMP_FIX_NULL_ORIGIN") and route.request.header_value("origin") == "null":
-            route.continue_(headers={**route.request.all_headers(), "origin": self.origin})
         else:
             route.continue_()
 
@@ -133,6 +131,19 @@ class Watch:
                 path=split.path + (f"?{split.query}" if split.query else ""), status=response.status,
                 headers=dict(response.headers), request_headers=dict(response.request.headers),
                 resource_type=response.request.resource_type))
+
+    def failures(self) -> list[tuple[str, str]]:
+        """Failed requests, except the appliance's own loads that Chromium cancelled itself.
+
+        Chromium cancels (net::ERR_ABORTED) a load still in flight when the page navigates
+        away, typically the favicon; that is the browser's doing, not a failure. Any other
+        error (refused, blocked by the client, by CSP, by CORP, TLS...) counts.
+        """
+        return [(u, f) for u, f in self.failed if not (u.startswith(self.origin + "/") and f == "net::ERR_ABORTED")]
+
+    def subresource_errors(self) -> list[Seen]:
+        """Appliance answers >= 400 to anything but a top-level page (an asset or an htmx call)."""
+        return [r for r in self.responses if r.status >= 400 and r.resource_type != "document"]
 
     def csp_console(self) -> list[tuple[str, str, str]]:
         return [m for m in self.console if "content security policy" in m[1].lower()]

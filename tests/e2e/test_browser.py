@@ -142,6 +142,15 @@ def test_full_flow_setup_signin_dashboard_audit_export_signout(appliance, contex
     assert {int(r["seq"]) for r in records} == table_seqs  # the same rows as the filtered table
     expect(page).to_have_url(re.compile(r"/audit\?"))  # a download does not navigate away
 
+    # Chromium hands a download to its download manager without a response event, so the
+    # export's headers are read with the browser's own session cookie over verified TLS.
+    session = {c["name"]: c["value"] for c in context.cookies(url)}
+    assert "__Host-outpost" in session, context.cookies(url)
+    with appliance.client(cookies={"__Host-outpost": session["__Host-outpost"]}, follow_redirects=False) as http:
+        export = http.get(csv_link.get_attribute("href"))
+        assert export.status_code == 200 and export.text.startswith("seq,time_utc,"), export.status_code
+        assert export.headers.get("cache-control") == "no-store", export.headers
+
     # -> sign out, then Back: nothing private may be shown
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{url}/login")
@@ -153,18 +162,23 @@ def test_full_flow_setup_signin_dashboard_audit_export_signout(appliance, contex
         assert_nothing_private(page)
         expect(page).to_have_url(f"{url}/login")
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    # The session was revoked server-side, not just forgotten by the browser (AUTH-7).
+    with appliance.client(cookies={"__Host-outpost": session["__Host-outpost"]}, follow_redirects=False) as http:
+        stale = http.get("/dashboard")
+        assert stale.status_code == 303 and stale.headers["location"] == "/login", stale.status_code
     # The server was asked again (no-store) and refused: the revisit ended in a redirect.
     assert [r.status for r in watch.seen("/audit")][-2:] == [303, 303], [(r.path, r.status) for r in watch.responses]
 
     # Every authenticated response carried Cache-Control: no-store.
     authenticated = [r for r in watch.responses if r.path.split("?", 1)[0] in AUTHENTICATED and r.status == 200]
-    assert {r.path.split("?", 1)[0] for r in authenticated} >= {"/dashboard", "/audit", "/audit/export.csv"}, \
+    assert {r.path.split("?", 1)[0] for r in authenticated} >= {"/dashboard", "/audit"}, \
         [(r.path, r.status) for r in watch.responses]
     for r in watch.responses:
         if not r.path.startswith("/static/"):
             assert r.headers.get("cache-control") == "no-store", (r.path, r.status, r.headers)
 
-    assert not watch.external and not watch.failed and not watch.page_errors and not watch.csp, watch
+    assert not watch.external and not watch.failures() and not watch.subresource_errors(), watch
+    assert not watch.page_errors and not watch.csp and not watch.csp_console(), watch
 
 
 def test_no_external_requests_and_no_errors_on_any_page(appliance, context):
@@ -226,7 +240,8 @@ def test_no_external_requests_and_no_errors_on_any_page(appliance, context):
     assert len(watch.seen("/dashboard/health")) >= 1
 
     assert watch.external == [], f"requests to other hosts: {watch.external}"
-    assert watch.failed == [], f"failed requests: {watch.failed}"
+    assert watch.failures() == [], f"failed requests: {watch.failures()}"
+    assert watch.subresource_errors() == [], f"assets or htmx calls refused: {watch.subresource_errors()}"
     assert watch.csp == [], f"CSP violations: {watch.csp}"
     assert watch.csp_console() == [], f"CSP console messages: {watch.csp_console()}"
     assert watch.page_errors == [], f"page errors: {watch.page_errors}"
