@@ -45,7 +45,7 @@ def record(conn, *, ts: float, action: str, actor: Actor, outcome: Outcome = "su
     seq, prev = queries.next_seq_and_prev_hash(conn)
     prev = prev or GENESIS
     content = canonical(seq, ts, event.code, action, actor.type, actor.name, actor.source, target, outcome, details_json)
-    queries.insert_record(conn, ts=ts, code=event.code, action=action, actor_type=actor.type, actor=actor.name,
+    queries.insert_record(conn, seq=seq, ts=ts, code=event.code, action=action, actor_type=actor.type, actor=actor.name,
                           source=actor.source, target=target, outcome=outcome, details=details_json,
                           prev_hash=prev, hash=chain_hash(prev, content))
     return seq

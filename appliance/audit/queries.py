@@ -9,13 +9,14 @@ from appliance.audit.models import AuditFilter, AuditRecord
 _COLUMNS = "seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash"
 
 
-def insert_record(conn, *, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash) -> int:
-    cur = conn.execute(
-        "INSERT INTO audit_log (ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash),
+def insert_record(conn, *, seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash,
+                  hash) -> None:
+    # seq is explicit: it is part of the hashed content, so SQLite must not pick it.
+    conn.execute(
+        "INSERT INTO audit_log (seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash),
     )
-    return cur.lastrowid
 
 
 def next_seq_and_prev_hash(conn) -> tuple[int, bytes | None]:

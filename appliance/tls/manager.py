@@ -36,7 +36,6 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 from pathlib import Path
 
 import msgspec
@@ -49,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.clock import Clock
 from appliance.config import TLSConfig
 from appliance.errors import OutpostError
+from appliance.store.atomic import write_atomic
 from appliance.tls import selfsigned
 from appliance.tls.selfsigned import Issued, Names
 
@@ -283,7 +283,7 @@ class TLSManager:
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
-            _write_atomic(path, data, 0o600)
+            write_atomic(path, data, 0o600)
         except OSError as exc:
             raise TLSFileError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -364,29 +364,3 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 def _spki(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a mix.
-
-    Temp file in the same directory (rename is atomic only within a filesystem), created
-    with `mode` from the start (mkstemp makes it 0600), fsync before rename, fsync the
-    directory after so the rename itself survives power loss.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
