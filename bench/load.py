@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SESSION_COOKIE = "__Host-outpost"
 PRE_COOKIE = "__Host-outpost-pre"
 HARD_TIMEOUT_S = 120.0  # no load process ever lives longer than this
+if str(ROOT) not in sys.path:  # tests.conftest (the real-server fixture) is imported from the repository
+    sys.path.insert(0, str(ROOT))
 
 
 # ---------------------------------------------------------------------------------------
@@ -461,14 +463,17 @@ def run_load(spec: dict, *, server_pid: int | None = None, timeout: float = HARD
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     cpu0 = cpu1 = None
+    busy0 = busy1 = None
     result = None
     try:
         for line in proc.stdout:
             line = line.strip()
             if line == "START":
                 cpu0 = cpu_seconds(server_pid) if server_pid else None
+                busy0 = machine_busy_seconds()
             elif line == "END":
                 cpu1 = cpu_seconds(server_pid) if server_pid else None
+                busy1 = machine_busy_seconds()
             elif line.startswith("{"):
                 result = json.loads(line)
         err = proc.stderr.read()
@@ -482,7 +487,20 @@ def run_load(spec: dict, *, server_pid: int | None = None, timeout: float = HARD
         raise RuntimeError(f"load generator failed (exit {proc.returncode}):\n{err[-3000:]}")
     if cpu0 is not None and cpu1 is not None:
         result["server_cpu_s"] = round(cpu1 - cpu0, 3)
+    if busy0 is not None and busy1 is not None:
+        # CPU the whole machine spent in the same interval; what is left after the server
+        # and this load generator is other work (other processes on a shared machine).
+        result["machine_busy_s"] = round(busy1 - busy0, 3)
+        result["other_cpu_s"] = round(max(0.0, busy1 - busy0 - result.get("server_cpu_s", 0.0) - result["cpu_s"]), 3)
     return result
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat via psutil."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
 
 class LoadProcess:

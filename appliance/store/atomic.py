@@ -29,7 +29,11 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def copy_atomic(src: Path, dst: Path, mode: int = 0o600) -> None:
-    """Replace `dst` with a copy of `src` (streamed, constant memory), atomically and durably."""
+    """Replace `dst` with a copy of `src` (streamed, constant memory), atomically and durably.
+
+    Never on a database file SQLite has open in this process: closing our descriptor would
+    drop SQLite's POSIX locks on it. Use `Database.snapshot` for that.
+    """
     with open(src, "rb") as source:
         _replace_with(Path(dst), mode, lambda out: shutil.copyfileobj(source, out, _COPY_CHUNK))
 

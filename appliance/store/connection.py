@@ -184,7 +184,7 @@ class Database:
             if mode != "wal":
                 raise StoreError(f"the database {path} cannot use write-ahead logging (journal mode {mode})")
             try:
-                migrate(setup.conn, migrations)
+                migrate(setup.conn, migrations, snapshot=lambda dest: _snapshot(path, key, dest))
             except _sqlite.Error as exc:
                 raise _translate(exc) from exc
             for suffix in ("", "-wal", "-shm"):
@@ -242,7 +242,12 @@ class Database:
                 if not self._jobs:
                     return  # stopping, and every queued job has been run
                 batch = [self._jobs.popleft() for _ in range(min(len(self._jobs), MAX_BATCH))]
-            outcomes = self._run_batch(batch)
+            try:
+                outcomes = self._run_batch(batch)
+            except BaseException as bug:  # a fault in the writer itself: never leave callers waiting
+                if self._writer.conn.in_transaction:
+                    self._writer.conn.execute(_ROLLBACK_SQL)
+                outcomes = [(False, _neighbour_error(bug)) for _ in batch]
             self._settle(batch, outcomes)
 
     def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
@@ -386,6 +391,8 @@ class Database:
 
     def close(self) -> None:
         """Run every queued write, stop the writer and close every connection."""
+        if threading.current_thread() is self._thread:
+            raise StoreError("close was called from inside a write job")
         with self._cv:
             if self._stopping:
                 return
@@ -410,6 +417,19 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def snapshot(self, dest: Path) -> None:
+        """Write a consistent, encrypted (same key) copy of the database to `dest`, atomically.
+
+        Safe while the database is in use: it reads through SQLite's backup API on a
+        connection of its own, so writers are not blocked.
+        """
+        if self._closed:
+            raise StoreError("the database is closed")
+        try:
+            _snapshot(self.path, self._key, Path(dest))
+        except _sqlite.Error as exc:
+            raise _translate(exc) from exc
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its write-ahead log."""
@@ -479,6 +499,42 @@ def _connect(path: Path, key: bytes, *, writable: bool) -> _Handle:
         conn.close()
         raise
     return _Handle(conn, guard)
+
+
+def _snapshot(path: Path, key: bytes, dest: Path) -> None:
+    """Copy the database to `dest` with the backup API, then fsync and rename into place.
+
+    Never a plain file copy: opening and closing the database file in a process where
+    SQLite has it open drops SQLite's POSIX locks on it (another process could then
+    delete a live WAL). The copy is re-encrypted page by page under the same key.
+    """
+    tmp = dest.with_name(f".{dest.name}.{os.urandom(8).hex()}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    try:
+        source = _connect(path, key, writable=False)
+        try:
+            target = _sqlite.connect(str(tmp), isolation_level=None)
+            try:
+                target.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+                target.execute("PRAGMA cipher_compatibility = 4")
+                source.conn.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.conn.close()
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _check_integrity(conn: Any, path: Path) -> None:

@@ -9,9 +9,9 @@ Invariants (what must never happen):
   their records go in ONE transaction; any failure rolls every one of them back.
 - Software runs against a schema it does not know: a database that records a version
   this code lacks is refused with `MigrationError` (forward only, no downgrade).
-- An existing database is migrated without a way back: first its encrypted file is
-  copied, after a WAL checkpoint and under the write lock, to `<db>.pre-NNNN`
-  (NNNN = first pending version), written atomically; only the newest snapshot is kept.
+- An existing database is migrated without a way back: under the write lock, before any
+  change, the caller's `snapshot(dest)` writes a consistent encrypted copy to
+  `<db>.pre-NNNN` (NNNN = first pending version); only the newest snapshot is kept.
 
 Migration SQL must not contain BEGIN/COMMIT/ROLLBACK, SAVEPOINT, ATTACH or PRAGMA
 settings: an authorizer refuses them (a COMMIT inside would split the one transaction).
@@ -24,13 +24,12 @@ import re
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from appliance.store import MigrationError
-from appliance.store.atomic import copy_atomic, fsync_dir
+from appliance.store.atomic import fsync_dir
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_SNAPSHOT_ATTEMPTS = 5
 # SQLite authorizer codes (stable C ABI): transaction, attach, detach, savepoint; pragma; deny.
 _DENIED_ACTIONS = frozenset({22, 24, 25, 32})
 _PRAGMA, _DENY = 19, 1
@@ -61,12 +60,15 @@ def load_migrations() -> list[Migration]:
     return _ordered(found)
 
 
-def migrate(conn: Any, migrations: Sequence[Migration] | None = None) -> list[int]:
+def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
+            snapshot: Callable[[Path], None] | None = None) -> list[int]:
     """Apply the pending `migrations` (default: the packaged ones) on `conn`; return their versions.
 
     `conn` is a raw connection in autocommit mode with no transaction open; its authorizer
     is replaced during the call and removed afterwards (`Database.open` calls this on a
-    set-up connection that it closes afterwards).
+    set-up connection that it closes afterwards). `snapshot(dest)` must write a consistent
+    copy of the database to `dest` through another connection; it is called while `conn`
+    holds the write lock, when the database already has migrations and some are pending.
     """
     known = _ordered(load_migrations() if migrations is None else list(migrations))
     applied = _applied(conn)
@@ -92,8 +94,10 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None) -> list[in
     guard = _MigrationGuard()
     conn.set_authorizer(guard)
     try:
-        _begin_with_snapshot(conn, db_file, pending[0].version if applied and db_file else None)
         try:
+            conn.execute("BEGIN IMMEDIATE -- outpost migrate")
+            if applied and db_file and snapshot is not None:
+                _take_snapshot(snapshot, db_file.with_name(f"{db_file.name}.pre-{pending[0].version:04d}"))
             conn.execute(_CREATE_TABLE)
             for m in pending:
                 guard.active = True
@@ -164,35 +168,16 @@ def _main_file(conn: Any) -> Path | None:
     return None  # in-memory database: nothing to snapshot
 
 
-def _begin_with_snapshot(conn: Any, db_file: Path | None, version: int | None) -> None:
-    """BEGIN IMMEDIATE; if `version`, copy the database file first, under the same write lock.
-
-    After a TRUNCATE checkpoint the main file holds every committed page. Holding the
-    write lock while copying means no frame can be appended meanwhile; if another
-    process slipped a write in between checkpoint and lock, the WAL is not empty and
-    we try again.
-    """
-    if version is None:
-        conn.execute("BEGIN IMMEDIATE -- outpost migrate")
-        return
-    wal = db_file.with_name(db_file.name + "-wal")
-    for _ in range(_SNAPSHOT_ATTEMPTS):
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        conn.execute("BEGIN IMMEDIATE -- outpost migrate")
-        if not wal.exists() or wal.stat().st_size == 0:
-            break
-        conn.execute("ROLLBACK -- outpost migrate")
-    else:
-        raise MigrationError("cannot snapshot the database before migrating: another process keeps writing to it")
+def _take_snapshot(snapshot: Callable[[Path], None], dest: Path) -> None:
+    # We hold the write lock and have changed nothing yet, so the copy is exactly the
+    # pre-migration state; other connections can still read (WAL), which is all a copy needs.
     try:
-        snapshot = db_file.with_name(f"{db_file.name}.pre-{version:04d}")
-        copy_atomic(db_file, snapshot)
-        for old in db_file.parent.glob(f"{db_file.name}.pre-*"):
-            if old != snapshot:
+        snapshot(dest)
+        for old in dest.parent.glob(dest.name.rsplit(".pre-", 1)[0] + ".pre-*"):
+            if old != dest:
                 old.unlink()
-        fsync_dir(db_file.parent)
+        fsync_dir(dest.parent)
     except Exception as exc:
-        conn.execute("ROLLBACK -- outpost migrate")
         raise MigrationError(f"cannot snapshot the database before migrating: {exc}") from exc
 
 

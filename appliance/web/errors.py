@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.errors import OutpostError, RateLimitedError
 from appliance.web.guards import NotAuthenticatedError
+from appliance.web.render import render
 
 log = logging.getLogger("outpost.web")
 
@@ -35,10 +36,10 @@ def error_response(request: Request, status: int, code: str, message: str, detai
     if wants_json(request) or request.headers.get("hx-request"):
         return Response({"error": {"code": code, "message": message, "details": details or {}}},
                         status_code=status, media_type=MediaType.JSON, headers=headers)
-    env = request.app.state.templates
-    html = env.get_template("error.html").render(status=status, message=message, principal=None, nav=[],
-                                                 csrf_token="", path=request.url.path)
-    return Response(html, status_code=status, media_type="text/html", headers=headers)
+    response = render(request.app.state.templates, request, "error.html", status=status, message=message)
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def outpost_error(request: Request, exc: OutpostError) -> Response:

@@ -114,6 +114,10 @@ def same_origin(connection: ASGIConnection) -> str | None:
     if site is not None and site not in ("same-origin", "none"):
         return "cross-site request"
     origin = connection.headers.get("origin")
+    if origin == "null" and site == "same-origin":
+        # Browsers send "Origin: null" on form posts from pages with Referrer-Policy:
+        # no-referrer (Fetch standard); Sec-Fetch-Site, which pages cannot forge, vouches.
+        origin = None
     if origin is None:
         return None if site in ("same-origin", "none") else "missing Origin header"
     parts = urlsplit(origin)

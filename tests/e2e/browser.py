@@ -6,8 +6,10 @@ the appliance with a client that trusts only the appliance's own CA (`ca.pem`), 
 the leaf certificate it served, and pin that key in Chromium with
 `--ignore-certificate-errors-spki-list`. Chromium then accepts that one key and
 nothing else (a different key fails with ERR_CERT_AUTHORITY_INVALID), so we never
-need `ignore_https_errors=True`. (Importing the CA into an NSS database would need
-`certutil`, which is not installed.)
+need `ignore_https_errors=True`. The flag waives every certificate error for that key
+(name, dates, chain), so name and chain checks are the job of the pinning client here
+and of the TLS tests. (Importing the CA into an NSS database would need `certutil`,
+which is not installed.)
 
 `--host-resolver-rules` makes every name except localhost unresolvable, so even a
 request the page-level router could not see (a browser-internal one) cannot leave
@@ -33,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 CHROMIUM = "/usr/bin/chromium"
+SESSION_COOKIE = "__Host-outpost"  # AUTH-7
 
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"]
@@ -97,7 +100,7 @@ class Watch:
     console: list[tuple[str, str, str]] = field(default_factory=list)  # (type, text, page url)
     csp: list[dict] = field(default_factory=list)              # securitypolicyviolation events
     page_errors: list[str] = field(default_factory=list)
-    responses: list[Seen] = field(default_factory=list)        # appliance responses, in order
+    responses: list[Seen] = field(default_factory=list, repr=False)  # appliance responses, in order
 
     @classmethod
     def attach(cls, context, appliance_url: str) -> Watch:

@@ -261,3 +261,23 @@ def test_size_and_path(db, db_path):
     before = db.size_bytes()
     db.write_sync(lambda c: c.executemany("INSERT INTO settings VALUES (?, ?)", [(str(i), "x" * 1000) for i in range(100)]))
     assert db.size_bytes() > before > 0
+
+
+def test_snapshot_is_a_consistent_encrypted_copy_taken_while_in_use(db, db_path, key):
+    db.write_sync(insert_setting(SENTINEL, SENTINEL))
+    dest = db_path.with_name("copy.db")
+
+    async def scenario():
+        writes = asyncio.gather(*(db.write(insert_setting(f"k{i}")) for i in range(500)))
+        await asyncio.to_thread(db.snapshot, dest)
+        await writes
+
+    asyncio.run(scenario())
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert SENTINEL.encode() not in dest.read_bytes()
+    assert sorted(p.name for p in db_path.parent.glob("*copy*")) == ["copy.db"]  # no temp left
+    with Database.open(dest, key) as copy:  # passes quick_check and cipher_integrity_check
+        names = copy.read_sync(setting_names)
+    assert SENTINEL in names and len(names) <= 501
+    with pytest.raises(WrongKeyError):
+        Database.open(dest, os.urandom(32))

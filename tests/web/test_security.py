@@ -212,3 +212,15 @@ def test_role_without_permission_is_denied_and_audited(appliance, admin_client):
         assert viewer.get("/audit/export.csv").status_code == 403
         assert "Audit log" not in viewer.get("/dashboard").text
     assert "access.denied" in admin_client.get("/audit", params={"action": "access.denied"}).text
+
+
+def test_browser_null_origin_is_accepted_only_with_same_origin_fetch_metadata(appliance):
+    """Chromium sends Origin: null on form posts from no-referrer pages; Sec-Fetch-Site decides."""
+    with appliance.client() as c:
+        token = csrf_of(c.get("/setup").text)  # not set up yet: /login redirects here
+        form = {"_csrf": token, "username": "nobody", "password": "wrong-password-here"}
+        ok = c.post("/login", data=form, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+        assert ok.status_code == 401, "a same-origin browser form must reach the handler"
+        for extra in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {}):
+            r = c.post("/login", data=form, headers={"Origin": "null", **extra})
+            assert r.status_code == 403, extra
