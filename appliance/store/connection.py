@@ -11,7 +11,9 @@ for long work in threads.
 Invariants (what must never happen):
 - A caller is told "done" before the COMMIT holding its change returned (journal_mode=WAL,
   synchronous=FULL: the WAL is fsynced at every COMMIT, so acknowledged writes survive
-  kill -9 and power loss).
+  kill -9 and power loss). WAL because inline reads must never wait for the writer;
+  FULL rather than NORMAL because NORMAL may lose the last commits on power loss, which
+  a kill -9 test cannot show, and group commit shares one fsync among the whole batch.
 - A failing job leaves any of its own changes behind, or undoes a neighbour's: its
   SAVEPOINT is rolled back alone. If SQLite aborts the whole transaction (disk full),
   every job in it is told it failed; none is acknowledged.
@@ -203,7 +205,12 @@ class Database:
     # -- writes -------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn(conn)` in the writer's next transaction; return once it is committed."""
+        """Run `fn(conn)` in the writer's next transaction; return its result once committed.
+
+        `fn` runs on the writer thread inside its own SAVEPOINT: if it raises, its changes
+        are undone and the exception is raised here (sqlite errors as StoreError subclasses).
+        It must not block or do I/O other than SQL; a cursor it returns is replaced by None.
+        """
         state = self._loop_state()
         await state.slots.acquire()
         job = _Job(fn, state.loop.create_future(), state.loop, state.slots)
@@ -245,8 +252,6 @@ class Database:
             try:
                 outcomes = self._run_batch(batch)
             except BaseException as bug:  # a fault in the writer itself: never leave callers waiting
-                if self._writer.conn.in_transaction:
-                    self._writer.conn.execute(_ROLLBACK_SQL)
                 outcomes = [(False, _neighbour_error(bug)) for _ in batch]
             self._settle(batch, outcomes)
 
@@ -257,6 +262,8 @@ class Database:
         i = 0
         while i < len(batch):
             try:
+                if conn.in_transaction:  # left by a failed ROLLBACK: never build on it
+                    conn.execute(_ROLLBACK_SQL)
                 conn.execute(_BEGIN_SQL)
             except Exception as exc:
                 for k in range(i, len(batch)):
@@ -284,6 +291,8 @@ class Database:
                     except Exception as infra:
                         aborted = infra
                     continue
+                if isinstance(value, _sqlite.Cursor):
+                    value = None  # it belongs to the writer's connection and thread
                 try:
                     conn.execute(_RELEASE_SQL)
                     outcomes[k] = (True, value)
@@ -302,7 +311,7 @@ class Database:
                 try:
                     conn.execute(_ROLLBACK_SQL)
                 except Exception:
-                    pass  # the connection rolls back on its own when the statement fails
+                    pass  # retried before the next BEGIN
             for k in succeeded:
                 outcomes[k] = (False, _neighbour_error(aborted))
         return outcomes

@@ -281,3 +281,8 @@ def test_snapshot_is_a_consistent_encrypted_copy_taken_while_in_use(db, db_path,
     assert SENTINEL in names and len(names) <= 501
     with pytest.raises(WrongKeyError):
         Database.open(dest, os.urandom(32))
+
+
+def test_a_cursor_returned_by_a_write_job_does_not_leak_out(db):
+    assert db.write_sync(lambda c: c.execute("INSERT INTO settings VALUES ('a', 'b')")) is None
+    assert db.write_sync(lambda c: c.execute("INSERT INTO settings VALUES ('c', 'd')").lastrowid) == 2

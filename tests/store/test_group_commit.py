@@ -29,11 +29,15 @@ def test_2000_concurrent_writes_all_commit_in_few_transactions(db):
 
 def _run_one_batch(db, jobs):
     """Queue `jobs` behind a blocked writer so they all land in the same batch; return outcomes."""
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
+
+    def blocking_job(conn):
+        started.set()
+        gate.wait(5)
 
     async def scenario():
-        blocker = asyncio.ensure_future(db.write(lambda c: gate.wait(5)))
-        await asyncio.sleep(0.02)  # the writer is now inside the blocker's batch
+        blocker = asyncio.ensure_future(db.write(blocking_job))
+        assert await asyncio.to_thread(started.wait, 5)  # the writer is inside the blocker's batch
         futures = [asyncio.ensure_future(db.write(job)) for job in jobs]
         await asyncio.sleep(0.02)  # every job is queued
         gate.set()
