@@ -33,6 +33,8 @@ VENDOR = ROOT / "appliance" / "web" / "static" / "vendor"
 # npm package -> files copied into the vendor directory (name in vendor/).
 BROWSER_ASSETS = {
     "htmx.org": {"dist/htmx.min.js": "htmx.min.js", "LICENSE": "htmx.LICENSE.txt"},
+    "uplot": {"dist/uPlot.iife.min.js": "uPlot.iife.min.js", "dist/uPlot.min.css": "uPlot.min.css", "LICENSE": "uPlot.LICENSE.txt"},
+    "@xterm/xterm": {"lib/xterm.js": "xterm.js", "css/xterm.css": "xterm.css", "LICENSE": "xterm.LICENSE.txt"},
 }
 
 
