@@ -27,6 +27,7 @@ from appliance.tls.manager import TLSManager
 
 DB_FILE = "outpost.db"
 KEY_FILE = Path("keys") / "db.key"
+VAULT_KEY_FILE = Path("keys") / "vault.key"
 SETUP_CODE_FILE = "setup-code"
 
 
@@ -60,6 +61,11 @@ def open_database(data_dir: Path, readers: int) -> tuple[Database, bytes]:
     return Database.open(db_path, key, readers=readers), key
 
 
+def load_or_create_key(path: Path) -> bytes:
+    """A 256-bit key file under keys/ (0600), created on first use."""
+    return keyfile.load_key(path) if path.exists() else keyfile.create_key(path)
+
+
 def local_names(hostname: str) -> set[str]:
     """Every name and address this machine answers to (Host allow list)."""
     names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
@@ -89,6 +95,7 @@ class Services:
 
     def _build_rest(self, key: bytes) -> None:
         cfg = self.config
+        self.vault_key = load_or_create_key(self.data_dir / VAULT_KEY_FILE)
         self.hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
                                      parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency)
         self.auth = AuthService(self.db, cfg.auth, self.clock, self.hasher)
