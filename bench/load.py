@@ -8,7 +8,8 @@ Modes:
 - get:      N keep-alive connections, each with one request in flight (like wrk);
             warm-up, then a measured phase bounded in time and in request count.
 - flood:    N workers, each GET /login (pre-session cookie + CSRF token), then POST
-            /login with a wrong password for a distinct unknown user, in a loop.
+            /login with a wrong password for a distinct unknown user, in a loop;
+            optionally spread over `sources` loopback addresses (127.0.1.x).
 - probe:    one connection, one request every `interval` seconds (latency sampler).
 - download: one GET whose body is streamed and counted (bytes and lines), not kept.
 
@@ -146,11 +147,19 @@ def _client_context(spec: dict) -> ssl.SSLContext:
     return ctx
 
 
-async def _connect(spec: dict, ctx: ssl.SSLContext) -> _Conn:
+async def _connect(spec: dict, ctx: ssl.SSLContext, source: str | None = None) -> _Conn:
+    """A TLS connection to 127.0.0.1; `source` picks another loopback address to come from."""
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(lambda: _Conn(loop), "127.0.0.1", spec["port"], ssl=ctx,
-                                            server_hostname="localhost")
+                                            server_hostname="localhost",
+                                            local_addr=(source, 0) if source else None)
     return proto
+
+
+def _source(spec: dict, i: int) -> str | None:
+    """Worker i's source address: 127.0.1.x when the spec spreads load over `sources` addresses."""
+    n = spec.get("sources", 0)
+    return f"127.0.1.{i % n + 1}" if n else None
 
 
 def _request(method: str, path: str, spec: dict, headers: dict | None = None, body: bytes = b"") -> bytes:
@@ -276,7 +285,7 @@ async def mode_flood(spec: dict) -> dict:
     """Wrong-password logins for distinct unknown users, each with its own CSRF pre-session."""
     ctx = _client_context(spec)
     port = spec["port"]
-    conns = list(await asyncio.gather(*[_connect(spec, ctx) for _ in range(spec["conns"])]))
+    conns = list(await asyncio.gather(*[_connect(spec, ctx, _source(spec, i)) for i in range(spec["conns"])]))
     phase = _Phase(spec.get("max_requests", 1_000_000))
     get_login = _request("GET", "/login", spec)
     seq = [0]
@@ -308,7 +317,7 @@ async def mode_flood(spec: dict) -> dict:
                 conn.close()
                 await asyncio.sleep(0.01)
                 try:
-                    conn = conns[i] = await _connect(spec, ctx)
+                    conn = conns[i] = await _connect(spec, ctx, _source(spec, i))
                 except Exception:
                     phase.errors += 1
                 continue
@@ -317,7 +326,7 @@ async def mode_flood(spec: dict) -> dict:
                 phase.statuses[status] += 1
                 phase.count += 1
             if conn.closed:
-                conn = conns[i] = await _connect(spec, ctx)
+                conn = conns[i] = await _connect(spec, ctx, _source(spec, i))
 
     phase.begin()
     tasks = [asyncio.create_task(worker(i)) for i in range(len(conns))]
