@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Outpost's one task runner.
 
-    python3 build.py run [--data-dir DIR] [--listen HOST:PORT] [serve options]
+    python3 build.py run [--data-dir DIR] [--listen HOST:PORT] [--demo-data] [serve options]
     python3 build.py test [pytest args]
     python3 build.py binary
     python3 build.py bench [names...]
     python3 build.py lock          (maintainers: re-pin requirements/*.lock)
+    python3 build.py keygen --out DIR                  (update root + signing key, README "Updates and the key ceremony")
+    python3 build.py bundle --key K --cert C --version X.Y.Z [--min-version A.B.C] [--binary dist/outpost] --out FILE
 
 Every subcommand first creates or refreshes `.venv` from the hash-locked files in
 `requirements/` (pip --require-hashes) and copies the browser assets installed by
@@ -290,7 +292,22 @@ def cmd_lock(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "binary": cmd_binary, "bench": cmd_bench, "lock": cmd_lock}
+def cmd_keygen(args: list[str]) -> int:
+    """Update signing keys (UPD-1): `keygen --out DIR [--days N] [--root-name NAME]` writes a root
+    key pair and a signing key certified by it; private keys 0600, never into the repository."""
+    py = dev_python()
+    return subprocess.call([str(py), "-m", "appliance.updates.release", "keygen", *args], cwd=ROOT)
+
+
+def cmd_bundle(args: list[str]) -> int:
+    """A signed update bundle (UPD-1): `bundle --key SIGNING_KEY --cert SIGNING_CERT [--binary dist/outpost]
+    --version X.Y.Z [--min-version A.B.C] --out FILE`."""
+    py = dev_python()
+    return subprocess.call([str(py), "-m", "appliance.updates.release", "bundle", *args], cwd=ROOT)
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "binary": cmd_binary, "bench": cmd_bench, "lock": cmd_lock,
+            "keygen": cmd_keygen, "bundle": cmd_bundle}
 
 
 def main() -> int:

@@ -9,25 +9,36 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import psutil
 
 from appliance.audit import log as audit
 from appliance.audit.models import Actor
+from appliance.access.allowlist import AllowList
+from appliance.access.apikeys import ApiKeyService
 from appliance.auth.service import AuthService
+from appliance.auth import permissions
 from appliance.clock import Clock, SystemClock
 from appliance.config import Config
 from appliance.crypto import keyfile, tokens
 from appliance.crypto.passwords import PasswordHasher
+from appliance.devices.service import DeviceService
 from appliance.errors import OutpostError
+from appliance.probe.runner import Runner
+from appliance.probe.scheduler import Scheduler
+from appliance.probe.service import ProbeService, policy_from
 from appliance.store.connection import Database
-from appliance.system import health, licences
+from appliance.system import health, integrity, licences
 from appliance.tls.manager import TLSManager
+from appliance.updates import verify as update_verify
+from appliance.updates.service import UpdateService
 
 DB_FILE = "outpost.db"
 KEY_FILE = Path("keys") / "db.key"
 VAULT_KEY_FILE = Path("keys") / "vault.key"
+APIKEY_KEY_FILE = Path("keys") / "apikey.key"  # HMAC pepper for API keys (ACL-2)
 SETUP_CODE_FILE = "setup-code"
 
 
@@ -51,14 +62,16 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
-def open_database(data_dir: Path, readers: int) -> tuple[Database, bytes]:
-    """Open (or create) the encrypted database; an existing database without its key is refused."""
-    db_path, key_path = data_dir / DB_FILE, data_dir / KEY_FILE
-    if key_path.exists() or db_path.exists():
-        key = keyfile.load_key(key_path)
-    else:
-        key = keyfile.create_key(key_path)
-    return Database.open(db_path, key, readers=readers), key
+def open_database(data_dir: Path, readers: int, *, key_source: str = "file",
+                  passphrase=None) -> tuple[Database, bytes]:
+    """Open (or create) the encrypted database; an existing database without its key is refused.
+
+    key_source "passphrase": keys/db.key is wrapped; `passphrase()` supplies the passphrase.
+    An interrupted `outpost rekey` is finished here (system/dbkey.py).
+    """
+    from appliance.system import dbkey
+
+    return dbkey.unlock(data_dir, key_source=key_source, passphrase=passphrase, readers=readers)
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -81,12 +94,14 @@ def local_names(hostname: str) -> set[str]:
 class Services:
     """Everything a running appliance needs, built once by `build()`."""
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: Config, clock: Clock, *, passphrase=None, config_path: Path | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.config_path = config_path
         self.started_at = clock.now()
         self.data_dir = prepare_data_dir(Path(config.store.data_dir))
-        self.db, key = open_database(self.data_dir, config.store.readers)
+        self.db, key = open_database(self.data_dir, config.store.readers, key_source=config.store.key_source,
+                                     passphrase=passphrase)
         try:
             self._build_rest(key)
         except BaseException:
@@ -98,14 +113,58 @@ class Services:
         self.vault_key = load_or_create_key(self.data_dir / VAULT_KEY_FILE)
         self.hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
                                      parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency)
-        self.auth = AuthService(self.db, cfg.auth, self.clock, self.hasher)
+        # Accounts, sessions, TOTP (seeds sealed with the vault key), security policy (AUTH-1..8, ACL-1).
+        self.auth = AuthService(self.db, cfg.auth, self.clock, self.hasher, vault_key=self.vault_key,
+                                hostname=cfg.web.hostname or socket.gethostname())
         self.tls = TLSManager(self.data_dir / "tls", cfg.tls, cfg.web.hostname, self.clock,
                               key_password=tokens.hkdf(key, "outpost tls private keys"))
         self.record_system_events(self.tls.ensure())
+        from appliance import __version__
+        from appliance.system.backup import BackupService
+        self.backups = BackupService(self.db, self.data_dir, cfg.backup, self.clock, config_path=self.config_path,
+                                     app_version=__version__)
         self.setup_code_file = self.data_dir / SETUP_CODE_FILE
         names = local_names(cfg.web.hostname)
         self.allowed_hosts = names | {h.lower() for h in cfg.web.allowed_hosts} | {s.lower() for s in self.tls.info().leaf_sans}
         self.licences = licences.bundled()
+        # Inventory and the SSH credential vault (DEV-1..4); the probe subscribes to its changes.
+        self.devices = DeviceService(self.db, self.vault_key, self.clock)
+        # API keys and the IP allow list (ACL-2, ACL-3); the pepper lives outside the database.
+        self.apikeys = ApiKeyService(self.db, cfg.access, self.clock, load_or_create_key(self.data_dir / APIKEY_KEY_FILE),
+                                     grantable=permissions.covers)
+        self.allowlist = AllowList(self.db, self.clock)
+        # /metrics (PLAT-6): callables returning [(name, type, help, labels dict, value)]; append to add metrics.
+        self.metric_sources: list = []
+        # SSH probe (PROBE-1..6): built here, started only by `serve` (cli._serve) inside its event loop.
+        self.probe_runner = Runner(policy_from(cfg.probe), self.devices, self.clock)
+        self.probe = ProbeService(self.db, self.clock, cfg.probe, self.probe_runner, self.devices)
+        self.probe_scheduler = Scheduler(self.probe, self.probe_runner, self.devices,
+                                         max_concurrency=cfg.probe.max_concurrency,
+                                         jitter=cfg.probe.jitter_percent / 100, backoff_max=cfg.probe.backoff_max_seconds)
+        self.metric_sources.append(self.probe_scheduler.metric_samples)
+        self.devices.status_provider = self.probe.statuses  # device list shows probe status
+        # Signed updates and the integrity self-check (UPD-1..4); the check runs now and on demand.
+        self.updates = UpdateService(self.db, cfg.updates, self.data_dir, self.clock)
+        self.check_integrity()
+        self.metric_sources.append(lambda: integrity.samples(self.integrity))
+
+    def check_integrity(self, actor: Actor | None = None) -> integrity.Report:
+        """UPD-4: hash the running executable against its slot's signed manifest. Audited on a
+        mismatch always; every on-demand run (actor given) is audited with its result."""
+        trust = self.updates.trust
+        report = integrity.check(frozen=bool(getattr(sys, "frozen", False)), executable=Path(sys.executable),
+                                 load_manifest=lambda p: update_verify.read_release(p, trust), now=self.clock.now())
+        self.integrity = report
+        details = {"status": report.status, "result": report.message[:200], "version": report.version}
+        entries = [("integrity.check", "success" if report.status != integrity.MISMATCH else "failure")] if actor else []
+        if report.status == integrity.MISMATCH:
+            entries.append(("integrity.mismatch", "failure"))
+        if entries:
+            now = self.clock.now()
+            who = actor or Actor.system()
+            self.db.write_sync(lambda conn: [audit.record(conn, ts=now, action=a, actor=who, outcome=o, details=details)
+                                             for a, o in entries])
+        return report
 
     def record_system_events(self, actions: list[str], details: dict | None = None) -> None:
         """Audit things the appliance did by itself (certificate generation, start)."""
@@ -122,10 +181,18 @@ class Services:
         self.db.write_sync(job)
 
     def health(self) -> health.Health:
+        """Self-health, recomputed at most once a second (dashboards poll it; psutil and
+        certificate parsing cost ~150 µs, which would dominate a busy JSON endpoint)."""
+        now = self.clock.monotonic()
+        cached = getattr(self, "_health_cache", None)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
         info = self.tls.info()
-        return health.collect(data_dir=self.data_dir, database_bytes=self.db.size_bytes(),
-                              cert_not_after=info.leaf_not_after, cert_fingerprint=info.leaf_fingerprint,
-                              started_at=self.started_at, now=self.clock.now())
+        snapshot = health.collect(data_dir=self.data_dir, database_bytes=self.db.size_bytes(),
+                                  cert_not_after=info.leaf_not_after, cert_fingerprint=info.leaf_fingerprint,
+                                  started_at=self.started_at, now=self.clock.now())
+        self._health_cache = (now, snapshot)
+        return snapshot
 
     async def purge_audit(self) -> int:
         """Drop audit records past [audit] retention_days, leaving a verifiable checkpoint (AUDIT-3)."""
@@ -144,5 +211,6 @@ class Services:
         self.db.close()
 
 
-def build(config: Config, clock: Clock | None = None) -> Services:
-    return Services(config, clock or SystemClock())
+def build(config: Config, clock: Clock | None = None, *, passphrase=None, config_path: Path | None = None) -> Services:
+    """`passphrase()` unlocks a passphrase-wrapped database key; `config_path` goes into backups."""
+    return Services(config, clock or SystemClock(), passphrase=passphrase, config_path=config_path)

@@ -19,6 +19,8 @@ import uvloop
 
 from appliance import __version__, config as config_mod, logs
 from appliance.errors import OutpostError
+from appliance.updates import commands as update_commands
+from appliance import cli_admin
 
 log = logging.getLogger("outpost")
 EXIT_ERROR = 1
@@ -41,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                        description="Run the appliance: HTTPS on [web] listen_host:listen_port (default 0.0.0.0:8443).")
     _common(p)
     p.add_argument("--listen", metavar="HOST:PORT", help="override [web] listen_host and listen_port")
+    p.add_argument("--demo-data", action="store_true",
+                   help="also start a few simulated SSH devices on loopback and add them to the inventory (demo only)")
 
     p = sub.add_parser("init", help="create the data directory, key, database and certificate, then exit",
                        description="Prepare a data directory without serving: key, encrypted database, local CA and setup code.")
@@ -65,7 +69,29 @@ def parser() -> argparse.ArgumentParser:
     for name in ("actor", "action", "outcome", "target"):
         p.add_argument(f"--{name}", default="", help=f"filter on {name}")
 
+    allow = sub.add_parser("allowlist", help="show or clear the IP allow list (ACL-3)",
+                           description="The IP allow list limits which addresses reach the appliance. Run locally "
+                                       "if a list locks everyone out; a running server picks the change up within seconds.")
+    lsub = allow.add_subparsers(dest="allowlist_command", required=True, metavar="ACTION")
+    p = lsub.add_parser("show", help="print the allowed networks, one per line (empty list: every address)",
+                        description="Print the allowed networks, one per line; says so when the list is empty.")
+    _common(p)
+    p = lsub.add_parser("reset", help="clear the list so every address is allowed again (audited)",
+                        description="Clear the IP allow list (audited as system/cli). Every address may connect again.")
+    _common(p)
+
+    p = sub.add_parser("reset-admin", help="recover admin access: new temporary password, unlock, 2FA cleared (AUTH-5)",
+                       description="Local recovery when no admin can sign in. Needs the data directory and its key "
+                                   "file. Gives the admin (or --username) a new temporary password, printed once on "
+                                   "this terminal and changed at first sign-in; unlocks and enables the account, "
+                                   "removes its 2FA and ends its sessions. Creates the admin if none exists. "
+                                   "Audited as system/cli.")
+    _common(p)
+    p.add_argument("--username", metavar="NAME", help="the account to recover (default: the first active admin, "
+                                                      "else the first admin, else a new account named admin)")
     sub.add_parser("version", help="print the version", description="Print the version and exit.")
+    update_commands.add_parsers(sub, _common)
+    cli_admin.add_parsers(sub, _common)  # cert, backup, restore, rekey
     return top
 
 
@@ -95,7 +121,7 @@ def cmd_init(args) -> int:
 
     cfg = _load(args)
     logs.configure(cfg.log.level)
-    services = app.build(cfg)
+    services = app.build(cfg, passphrase=cli_admin.store_passphrase(), config_path=args.config)
     try:
         _banner(services, services.auth.ensure_setup_code(services.setup_code_file))
     finally:
@@ -117,19 +143,32 @@ async def _maintenance(services) -> None:
             log.error("maintenance failed", extra={"error": exc.code})
 
 
-async def _serve(services, host: str, port: int) -> None:
+async def _serve(services, host: str, port: int, demo_data: bool = False) -> None:
     from appliance.web import create_asgi
     from appliance.web.server import serve
 
     app = create_asgi(services)
     housekeeping = asyncio.create_task(_maintenance(services))
+    backups = asyncio.create_task(services.backups.scheduler())  # returns at once unless [backup] directory is set
+    fleet = None
+    if demo_data:
+        from appliance.demo.seed import start_demo
+
+        fleet = await start_demo(services)
+    services.probe_scheduler.start()  # the SSH probe runs only while serving
     try:
         await serve(app, host=host, port=port, ssl_context=services.tls.ssl_context(),
                     on_started=lambda: log.info("listening", extra={"url": f"https://{host}:{port}"}))
     finally:
         housekeeping.cancel()
+        backups.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await housekeeping
+        with contextlib.suppress(asyncio.CancelledError):
+            await backups
+        await services.probe_scheduler.stop()
+        if fleet is not None:
+            await fleet.close()
 
 
 def cmd_serve(args) -> int:
@@ -143,11 +182,11 @@ def cmd_serve(args) -> int:
         if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise OutpostError(f"--listen wants HOST:PORT, got {args.listen!r}")
         host, port = host.strip("[]"), int(port_text)
-    services = app.build(cfg)
+    services = app.build(cfg, passphrase=cli_admin.store_passphrase(), config_path=args.config)
     try:
         _banner(services, services.auth.ensure_setup_code(services.setup_code_file))
         services.record_system_events(["system.start"], {"version": __version__})
-        uvloop.run(_serve(services, host, port))  # the fast loop, asserted by web.server
+        uvloop.run(_serve(services, host, port, demo_data=args.demo_data))  # the fast loop, asserted by web.server
         services.record_system_events(["system.stop"])
     finally:
         services.close()
@@ -167,7 +206,8 @@ def _open_store(args):
     data_dir = Path(cfg.store.data_dir)
     if not (data_dir / app.DB_FILE).exists():
         raise OutpostError(f"no Outpost database in {data_dir.absolute()}")
-    db, _ = app.open_database(data_dir, cfg.store.readers)
+    db, _ = app.open_database(data_dir, cfg.store.readers, key_source=cfg.store.key_source,
+                              passphrase=cli_admin.store_passphrase())
     return db
 
 
@@ -213,6 +253,55 @@ def cmd_audit_export(args) -> int:
     return 0
 
 
+def cmd_update(args) -> int:
+    """update verify|apply|status|rollback and run-slot (appliance/updates/commands.py)."""
+    return update_commands.run(args, _load, _open_store)
+
+
+def cmd_allowlist(args) -> int:
+    """allowlist show|reset: read or clear the IP allow list in the local database."""
+    import time
+
+    from appliance.access import allowlist
+    from appliance.audit.models import Actor
+
+    db = _open_store(args)
+    try:
+        if args.allowlist_command == "show":
+            networks = allowlist.show(db)
+            print("\n".join(networks) if networks else "(empty: every address is allowed)")
+            return 0
+        user = os.environ.get("USER", "cli")  # local operator name for the audit record; not used for access
+        before = allowlist.reset(db, Actor(type="system", name=f"cli:{user}", source="local"), time.time())
+        print(f"IP allow list cleared ({len(before)} entries removed); every address may connect again.")
+        return 0
+    finally:
+        db.close()
+
+
+def cmd_reset_admin(args) -> int:
+    """reset-admin: local recovery of admin access (AUTH-5); the password goes to this terminal only."""
+    from appliance import app
+    from appliance.auth.service import AuthService
+    from appliance.clock import SystemClock
+    from appliance.crypto.passwords import PasswordHasher
+
+    cfg = _load(args)
+    db = _open_store(args)
+    hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
+                            parallelism=cfg.auth.argon2_parallelism, concurrency=1)
+    try:
+        vault_key = app.load_or_create_key(Path(cfg.store.data_dir) / app.VAULT_KEY_FILE)
+        auth = AuthService(db, cfg.auth, SystemClock(), hasher, vault_key=vault_key)
+        username, password = auth.reset_admin_sync(args.username)
+    finally:
+        hasher.close()
+        db.close()
+    print(f"Admin account: {username}\nTemporary password (shown once; change it at first sign-in): {password}\n"
+          "The account is unlocked and enabled; its two-factor sign-in and sessions were removed.")
+    return 0
+
+
 def cmd_version(_args) -> int:
     print(f"outpost {__version__}")
     return 0
@@ -221,7 +310,9 @@ def cmd_version(_args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler = {"serve": cmd_serve, "init": cmd_init, "check-config": cmd_check_config, "version": cmd_version,
-               "audit": lambda a: {"verify": cmd_audit_verify, "export": cmd_audit_export}[a.audit_command](a)}[args.command]
+               "audit": lambda a: {"verify": cmd_audit_verify, "export": cmd_audit_export}[a.audit_command](a),
+               "update": cmd_update, "run-slot": cmd_update, "allowlist": cmd_allowlist, "reset-admin": cmd_reset_admin,
+               **dict.fromkeys(("cert", "backup", "restore", "rekey"), lambda a: cli_admin.run(a, _load))}[args.command]
     try:
         return handler(args)
     except OutpostError as exc:

@@ -63,8 +63,21 @@ class StoreConfig(_Section):
     """[store]: the encrypted datastore."""
 
     data_dir: Annotated[str, _doc("Directory holding the database, keys, certificates and setup code (mode 0700). `serve --data-dir` overrides it.")] = "/var/lib/outpost"
-    key_source: Annotated[Literal["file"], _doc("Where the database key comes from: file = keys/db.key (raw 256-bit key, mode 0600).")] = "file"
+    key_source: Annotated[Literal["file", "passphrase"], _doc("Where the database key comes from: file = keys/db.key (raw 256-bit key, mode 0600); passphrase = keys/db.key holds the key wrapped by an operator passphrase (argon2id + AES-256-GCM), asked on the console at start or read from the systemd credential outpost-passphrase. Convert with `outpost rekey --key-source`.")] = "file"
     readers: Annotated[int, _doc("Number of pooled read connections used by background work (exports, reports).", ge=1, le=32)] = 4
+
+
+class BackupConfig(_Section):
+    """[backup]: scheduled encrypted backups (UPD-5). Disabled while directory is empty."""
+
+    directory: Annotated[str, _doc("Directory scheduled backups are written into (one .opbk file each). Empty: no scheduled backups.")] = ""
+    interval_hours: Annotated[int, _doc("Hours between scheduled backups.", ge=1, le=8760)] = 24
+    keep: Annotated[int, _doc("Scheduled backups kept in the directory; older ones are deleted.", ge=1, le=1000)] = 7
+    passphrase_file: Annotated[str, _doc("File (mode 0600) holding the passphrase scheduled backups are sealed with. Required when directory is set.")] = ""
+
+    def __post_init__(self) -> None:
+        if self.directory and not self.passphrase_file:
+            raise ValueError("passphrase_file is required when directory is set")
 
 
 class AuthConfig(_Section):
@@ -77,6 +90,9 @@ class AuthConfig(_Section):
     login_attempts_per_minute: Annotated[int, _doc("Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
     setup_code_hours: Annotated[int, _doc("Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
     password_min_length: Annotated[int, _doc("Shortest password accepted.", ge=8, le=128)] = 15
+    password_history: Annotated[int, _doc("A new password may not equal any of the last N (0 turns the check off). Default for Settings -> Security policy.", ge=0, le=24)] = 5
+    require_composition: Annotated[bool, _doc("Require a lower-case letter, an upper-case letter, a digit and a symbol in passwords (off: length and the blocklist matter more). Default for Settings -> Security policy.")] = False
+    totp_policy: Annotated[Literal["all", "admins", "optional"], _doc("Who must use two-factor sign-in (TOTP): all users, admins only, or nobody (optional). Default for Settings -> Security policy.")] = "admins"
     hash_concurrency: Annotated[int, _doc("Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.", ge=1, le=16)] = 2
     argon2_time_cost: Annotated[int, _doc("argon2id iterations (RFC 9106 low-memory profile: 3).", ge=1, le=10)] = 3
     argon2_memory_kib: Annotated[int, _doc("argon2id memory per hash in KiB (RFC 9106 low-memory profile: 65536).", ge=19456, le=1048576)] = 65536
@@ -90,10 +106,54 @@ class AuditConfig(_Section):
     page_size: Annotated[int, _doc("Rows per page in the audit log view.", ge=10, le=500)] = 50
 
 
+class AccessConfig(_Section):
+    """[access]: API keys and the IP allow list (ACL-2, ACL-3)."""
+
+    api_key_default_days: Annotated[int, _doc("Days a new API key stays valid unless its creator picks another expiry.", ge=1, le=365)] = 90
+    api_key_max_days: Annotated[int, _doc("Longest expiry a new API key may be given, in days.", ge=1, le=365)] = 365
+    api_keys_per_user: Annotated[int, _doc("Unrevoked, unexpired API keys one user may hold at once.", ge=1, le=1000)] = 25
+    api_key_failures_per_minute: Annotated[int, _doc("Failed API-key authentications allowed per source address per minute; more get 429.", ge=1, le=10000)] = 30
+
+    def __post_init__(self) -> None:
+        if self.api_key_default_days > self.api_key_max_days:
+            raise ValueError("api_key_default_days must not exceed api_key_max_days")
+
+
+class ProbeConfig(_Section):
+    """[probe]: the SSH poller, its limits, thresholds and time-series retention."""
+
+    max_concurrency: Annotated[int, _doc("Device polls running at once (SSH sessions in flight); more devices wait their turn.", ge=1, le=2000)] = 200
+    connect_timeout: Annotated[float, _doc("Seconds allowed for the TCP connection to a device.", ge=0.5, le=120)] = 5.0
+    auth_timeout: Annotated[float, _doc("Seconds allowed for the SSH handshake and login after TCP connects.", ge=1, le=300)] = 10.0
+    command_timeout: Annotated[float, _doc("Seconds allowed for the metrics command (and on-demand commands) to finish.", ge=1, le=600)] = 15.0
+    output_cap_bytes: Annotated[int, _doc("Largest command output read from a device, in bytes; the rest is discarded and the result marked truncated.", ge=4096, le=16777216)] = 262144
+    rekey_bytes: Annotated[int, _doc("Re-key an SSH connection after this many bytes (DEV-4).", ge=1048576, le=4294967296)] = 1073741824
+    rekey_seconds: Annotated[int, _doc("Re-key an SSH connection after this many seconds (DEV-4).", ge=60, le=86400)] = 3600
+    keepalive_seconds: Annotated[int, _doc("Send an SSH keepalive on an idle held connection this often; three unanswered ones drop it.", ge=5, le=3600)] = 30
+    jitter_percent: Annotated[int, _doc("Random spread added to each device's poll interval, in percent, so polls do not bunch up.", ge=0, le=50)] = 10
+    backoff_max_seconds: Annotated[int, _doc("Longest wait between attempts for a failing device (the wait doubles per failure from its poll interval).", ge=10, le=86400)] = 900
+    cpu_threshold: Annotated[float, _doc("Open an alert when a device's CPU use is above this percentage.", ge=1, le=100)] = 90.0
+    memory_threshold: Annotated[float, _doc("Open an alert when a device's memory use is above this percentage.", ge=1, le=100)] = 90.0
+    disk_threshold: Annotated[float, _doc("Open an alert when any real filesystem of a device is fuller than this percentage.", ge=1, le=100)] = 90.0
+    raw_retention_hours: Annotated[int, _doc("Hours raw samples are kept (charts over 1 hour read them).", ge=2, le=720)] = 48
+    rollup_5m_retention_days: Annotated[int, _doc("Days 5-minute roll-ups are kept (charts over 1 day read them).", ge=1, le=365)] = 30
+    rollup_1h_retention_days: Annotated[int, _doc("Days hourly roll-ups are kept (charts over 1 month read them).", ge=31, le=3650)] = 400
+
+
 class LogConfig(_Section):
     """[log]: structured logs on stdout."""
 
     level: Annotated[Literal["debug", "info", "warning", "error"], _doc("Lowest level written to stdout as JSON lines.")] = "info"
+
+
+class UpdatesConfig(_Section):
+    """[updates]: signed USB updates, A/B slots and the health gate."""
+
+    install_root: Annotated[str, _doc("Directory holding the A/B slots (slots/a, slots/b) and the current/previous links.")] = "/opt/outpost"
+    staging_dir: Annotated[str, _doc("Where a bundle is copied before it is verified and installed. Empty: <data_dir>/updates/staging.")] = ""
+    media_dir: Annotated[str, _doc("The UI only reads bundles from files under this directory (the mounted USB stick).")] = "/media"
+    max_bundle_bytes: Annotated[int, _doc("Largest bundle accepted, in bytes; larger files are refused before they are read.", ge=1024 * 1024, le=4 * 1024 ** 3)] = 256 * 1024 * 1024
+    health_timeout_seconds: Annotated[int, _doc("Seconds a new version has to answer /healthz before it is rolled back.", ge=2, le=600)] = 60
 
 
 class Config(_Section):
@@ -104,7 +164,11 @@ class Config(_Section):
     store: Annotated[StoreConfig, _doc("Encrypted datastore.")] = StoreConfig()
     auth: Annotated[AuthConfig, _doc("Logins, sessions and password hashing.")] = AuthConfig()
     audit: Annotated[AuditConfig, _doc("Audit log.")] = AuditConfig()
+    backup: Annotated[BackupConfig, _doc("Scheduled encrypted backups.")] = BackupConfig()
     log: Annotated[LogConfig, _doc("Structured logging.")] = LogConfig()
+    probe: Annotated[ProbeConfig, _doc("SSH probe: polling limits, thresholds and time-series retention.")] = ProbeConfig()
+    access: Annotated[AccessConfig, _doc("API keys and the IP allow list.")] = AccessConfig()
+    updates: Annotated[UpdatesConfig, _doc("Signed USB updates and the health gate.")] = UpdatesConfig()
 
 
 def _key_path(message: str) -> str:

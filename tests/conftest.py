@@ -30,6 +30,9 @@ FAST_HASH_CONFIG = """
 argon2_time_cost = 1
 argon2_memory_kib = 19456
 argon2_parallelism = 1
+# Tests sign in as the setup admin without TOTP; tests/auth and the accounts e2e test
+# exercise the default "admins" 2FA policy explicitly (ACCOUNTS_CONFIG).
+totp_policy = "optional"
 """
 
 

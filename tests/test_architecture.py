@@ -15,15 +15,22 @@ OWNERS = {
     "litestar": ("web/",),
     "jinja2": ("web/",),
     "uvicorn": ("web/server.py",),
+    "cryptography.hazmat.primitives.asymmetric.ed25519": ("crypto/signing.py",),
 }
 # capability -> capabilities it must not import (siblings and everything above it)
 LAYERS = {
     "audit": ("auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "app", "cli"),
     "store": ("audit", "auth", "tls", "web", "app", "cli", "system"),
     "crypto": ("store", "audit", "auth", "tls", "web", "app", "cli"),
-    "auth": ("tls", "devices", "web", "app", "cli", "system"),
+    "auth": ("tls", "devices", "web", "app", "cli", "system", "access"),
+    "access": ("auth", "tls", "devices", "web", "probe", "remote", "updates", "system", "demo", "app", "cli"),
     "tls": ("auth", "devices", "web", "app", "cli"),
-    "system": ("web", "app", "cli"),
+    "devices": ("auth", "tls", "web", "probe", "remote", "updates", "system", "app", "cli"),
+    "system": ("web", "app", "cli", "updates"),
+    "updates": ("web", "app", "cli", "system", "probe", "remote", "auth", "devices", "tls"),
+    "ssh": ("audit", "auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "demo", "app", "cli"),
+    "probe": ("web", "remote", "updates", "system", "demo", "app", "cli"),
+    "demo": ("web", "app", "cli"),
 }
 
 

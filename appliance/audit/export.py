@@ -32,13 +32,20 @@ def _row(r) -> list[str]:
     return [str(seq), iso(ts), code, action, actor_type, actor, source, target, outcome, details, bytes(digest).hex()]
 
 
+def _csv_row(r) -> list[str]:
+    """Like _row, neutralising only the cells outside input can reach (the others are ours)."""
+    seq, ts, code, action, actor_type, actor, source, target, outcome, details, _prev, digest = r
+    return [str(seq), iso(ts), code, action, actor_type, neutralise(actor), neutralise(source), neutralise(target),
+            outcome, neutralise(details), bytes(digest).hex()]
+
+
 def csv_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
     """CSV bytes, one chunk per batch of rows."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(HEADER)
     for batch in queries.iter_records(conn, f):
-        writer.writerows([neutralise(c) for c in _row(r)] for r in batch)
+        writer.writerows(_csv_row(r) for r in batch)
         yield buf.getvalue().encode("utf-8")
         buf.seek(0)
         buf.truncate()

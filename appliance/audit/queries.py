@@ -81,10 +81,50 @@ def count_records(conn, f: AuditFilter) -> int:
 def iter_records(conn, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tuple]]:
     """Raw rows in seq order, in batches, for export and verification (constant memory)."""
     where, args = _where(f)
-    cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq", args)
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: callers unpack by position; Row objects cost ~10 %
+    cur.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq", args)
     while rows := cur.fetchmany(batch):
         yield rows
 
 
 def list_actions(conn) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY action")]
+
+
+def list_records_before(conn, f: AuditFilter, *, limit: int, before: int | None = None) -> list[AuditRecord]:
+    """Newest first, keyset-paginated: records with seq < before (API cursor; stable under inserts)."""
+    where, args = _where(f)
+    if before is not None:
+        where += (" AND " if where else " WHERE ") + "seq < ?"
+        args.append(before)
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+    return [_record(r) for r in rows]
+
+
+LOGIN_ACTIONS = ("auth.login.success", "auth.login.failure")
+
+
+def count_logins_by(conn, column: str, *, since: float, until: float, limit: int) -> list[tuple[str, int, int]]:
+    """(actor or source, successes, failures) of login attempts in [since, until), most failures first (AUDIT-5)."""
+    group = {"actor": "actor", "source": "source"}[column]  # fixed column names only, never user input
+    rows = conn.execute(
+        f"SELECT {group}, sum(outcome = 'success'), sum(outcome <> 'success') FROM audit_log"
+        " WHERE action IN (?, ?) AND ts >= ? AND ts < ?"
+        f" GROUP BY {group} ORDER BY 3 DESC, 2 DESC, 1 LIMIT ?", (*LOGIN_ACTIONS, since, until, limit)).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def count_logins_by_pair(conn, *, since: float, until: float, limit: int) -> list[tuple[str, str, int, int]]:
+    """(actor, source, successes, failures) of login attempts in [since, until), most failures first."""
+    rows = conn.execute(
+        "SELECT actor, source, sum(outcome = 'success'), sum(outcome <> 'success') FROM audit_log"
+        " WHERE action IN (?, ?) AND ts >= ? AND ts < ?"
+        " GROUP BY actor, source ORDER BY 4 DESC, 3 DESC, 1, 2 LIMIT ?", (*LOGIN_ACTIONS, since, until, limit)).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def count_all_records(conn) -> int:
+    """Rows in the audit log (metrics); cheap: max(seq) - min(seq) + 1 since rows are only appended or purged from the start."""
+    r = conn.execute("SELECT min(seq), max(seq) FROM audit_log").fetchone()
+    return 0 if r[0] is None else r[1] - r[0] + 1

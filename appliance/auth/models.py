@@ -14,6 +14,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     failed_logins: int
     locked_until: float
     created_at: float
+    totp_enabled: bool = False
+    password_changed_at: float = 0.0
 
 
 class UserCredentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +36,22 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     must_change_password: bool
     created_at: float
     last_seen: float
+    handle: str = ""
+    """Public random handle of this session (addresses it in pages; never the id)."""
+    recent_auth: float = 0.0
+    """When the user last proved who they are in this session (step-up, AUTH-8)."""
+    totp_enabled: bool = False
+    needs_totp_enrolment: bool = False
+    """The 2FA policy requires TOTP for this user and none is enrolled yet."""
+
+    @property
+    def pending_step(self) -> str | None:
+        """What the user must do before anything else: "password", "totp" or None."""
+        if self.must_change_password:
+            return "password"
+        if self.needs_totp_enrolment:
+            return "totp"
+        return None
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +64,8 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float
     source: str
     user_agent: str
+    handle: str = ""
+    current: bool = False
 
 
 class NewSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,3 +74,61 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     token: str
     csrf_token: str
     principal: Principal
+
+
+class SecondFactorRequired(msgspec.Struct, frozen=True, kw_only=True):
+    """Returned by login when the password was right and a TOTP code must follow.
+
+    No session exists yet; the pending state is bound to the pre-session cookie."""
+
+    username: str
+    expires_at: float
+
+
+class SecurityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Run-time security settings (AUTH-3, -4, -6, -7), editable by admins.
+
+    Stored in the `settings` table; `[auth]` in the config file gives the defaults."""
+
+    password_min_length: int = 15
+    password_history: int = 5
+    require_composition: bool = False
+    totp_policy: str = "admins"  # "all" | "admins" | "optional"
+    session_idle_minutes: int = 15
+    lockout_threshold: int = 10
+    lockout_minutes: int = 15
+
+
+class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Input to create a user; the appliance generates the temporary password."""
+
+    username: str
+    role: str
+
+
+class UserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Admin changes to a user; None leaves a field as it is."""
+
+    role: str | None = None
+    disabled: bool | None = None
+
+
+class TemporaryPassword(msgspec.Struct, frozen=True, kw_only=True):
+    """A generated password shown once to the admin; the user must change it at first login."""
+
+    user: User
+    password: str
+
+
+class TOTPEnrolment(msgspec.Struct, frozen=True, kw_only=True):
+    """A seed awaiting confirmation: shown to its user only (text and QR)."""
+
+    seed: str
+    uri: str
+
+
+class TOTPActivated(msgspec.Struct, frozen=True, kw_only=True):
+    """2FA is on: the rotated session and the recovery codes, shown once."""
+
+    session: NewSession
+    recovery_codes: list[str]

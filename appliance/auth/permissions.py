@@ -14,9 +14,32 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.export": frozenset({"auditor", "admin"}),
     "health.read": frozenset({"viewer", "operator", "admin"}),
     "users.manage": frozenset({"admin"}),
+    "settings.security": frozenset({"admin"}),
+    "settings.tls": frozenset({"admin"}),
+    "backups.manage": frozenset({"admin"}),
+    "updates.manage": frozenset({"admin"}),
+    "devices.view": frozenset({"viewer", "auditor", "operator", "admin"}),
+    "devices.manage": frozenset({"operator", "admin"}),
+    "credentials.manage": frozenset({"operator", "admin"}),
+    "apikeys.manage": frozenset({"viewer", "auditor", "operator", "admin"}),
+    "apikeys.admin": frozenset({"admin"}),
+    "settings.allowlist": frozenset({"admin"}),
+    "audit.report": frozenset({"auditor", "admin"}),
+    "metrics.read": frozenset({"viewer", "auditor", "operator", "admin"}),
+    "probe.view": frozenset({"viewer", "operator", "admin"}),
+    "probe.run": frozenset({"operator", "admin"}),
+    "alerts.ack": frozenset({"operator", "admin"}),
 }
 
 
 def allowed(role: str, permission: str) -> bool:
     """True if role holds permission; unknown roles and permissions are denied."""
     return role in PERMISSIONS.get(permission, frozenset())
+
+
+def covers(holder: str, role: str) -> bool:
+    """True if `holder` holds every permission `role` holds (may grant it, e.g. to an API key).
+
+    Roles are not a strict chain (an operator lacks the auditor's audit.read), so ranks
+    alone cannot say whether a role may hand another one out."""
+    return all(holder in roles for roles in PERMISSIONS.values() if role in roles)

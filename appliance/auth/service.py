@@ -1,57 +1,56 @@
-"""AuthService: first-run setup, login, logout and session resolution.
+"""AuthService: first-run setup, login (one or two steps), sessions and step-up.
 
 See the package docstring for the invariants. Audit records are written in the
 same `db.write` job as the state they describe, so neither exists without the other.
+User administration lives in accounts.py, TOTP in mfa.py (mixed into AuthService,
+so callers have one service: `services.auth`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.auth import policy, queries
-from appliance.auth.models import NewSession, Principal
+from appliance.auth.accounts import AccountsMixin
+from appliance.auth.errors import LOGIN_FAILED, AuthError, LoginFailedError, ReauthRequiredError, SetupError
+from appliance.auth.mfa import MFAMixin
+from appliance.auth.models import NewSession, Principal, SecondFactorRequired, SecurityPolicy
 from appliance.auth.throttle import Throttle
 from appliance.clock import Clock
 from appliance.config import AuthConfig
-from appliance.crypto import tokens
+from appliance.crypto import tokens, totp
 from appliance.crypto.passwords import PasswordHasher
-from appliance.errors import OutpostError, RateLimitedError, ValidationError
+from appliance.errors import RateLimitedError, ValidationError
 from appliance.store.atomic import write_atomic
 
-LOGIN_FAILED = "Sign-in failed: wrong username or password, or the account is temporarily locked."
 _LAST_SEEN_GRANULARITY = 30.0  # seconds; bounds session writes to one per half minute per session
+REAUTH_SECONDS = 5 * 60  # step-up window (AUTH-8)
+PENDING_SECONDS = 5 * 60  # how long a password-checked sign-in waits for its TOTP code
+PENDING_ATTEMPTS = 5  # wrong codes before the pending sign-in is dropped (start again with the password)
+
+__all__ = ["AuthService", "AuthError", "LoginFailedError", "SetupError", "ReauthRequiredError", "LOGIN_FAILED"]
 
 
-class AuthError(OutpostError):
-    code = "auth_error"
+class AuthService(AccountsMixin, MFAMixin):
+    """Setup, sign-in, sessions, step-up; users (accounts.py) and TOTP (mfa.py).
 
+    `vault_key` seals TOTP seeds (STORE-3); None gives a per-process key (tests only:
+    seeds then do not survive a restart). `hostname` is a context word for passwords."""
 
-class LoginFailedError(AuthError):
-    """Uniform for unknown user, wrong password, locked or disabled account."""
-
-    code = "login_failed"
-    status = 401
-
-    def __init__(self) -> None:
-        super().__init__(LOGIN_FAILED)
-
-
-class SetupError(AuthError):
-    """Setup refused; the message says why in plain words, details name the field."""
-
-    code = "setup_refused"
-    status = 400
-
-
-class AuthService:
-    def __init__(self, db, config: AuthConfig, clock: Clock, hasher: PasswordHasher) -> None:
+    def __init__(self, db, config: AuthConfig, clock: Clock, hasher: PasswordHasher, *,
+                 vault_key: bytes | None = None, hostname: str = "") -> None:
         self.db = db
         self.config = config
         self.clock = clock
         self.hasher = hasher
+        self.hostname = hostname
+        self.vault_key = vault_key or _ephemeral_key()
         self.throttle = Throttle(limit=config.login_attempts_per_minute, window=60.0, clock=clock)
+        self.policy: SecurityPolicy = self.db.read_sync(lambda conn: self._load_policy(conn))
 
     # ---- first-run setup (AUTH-1) -------------------------------------------------
 
@@ -94,7 +93,7 @@ class AuthService:
         errors: dict[str, str] = {}
         if problem := policy.check_username(username):
             errors["username"] = problem
-        if problems := policy.check_password(password, username=username, min_length=self.config.password_min_length):
+        if problems := self.password_problems(password, username=username):
             errors["password"] = " ".join(problems)
         elif password != confirm:
             errors["confirm"] = "The two passwords differ."
@@ -137,21 +136,27 @@ class AuthService:
             return "expired", "This setup code has expired; restart the appliance to get a new one."
         return None
 
-    # ---- login and sessions (AUTH-2, AUTH-4, AUTH-7) -----------------------------------
+    # ---- login and sessions (AUTH-2, AUTH-4, AUTH-6, AUTH-7) ----------------------------
 
     def _throttle(self, source: str) -> None:
         if not self.throttle.hit(source):
             raise RateLimitedError("Too many attempts from your address; wait a minute and try again.",
                                    retry_after=self.throttle.retry_after(source))
 
-    async def login(self, *, username: str, password: str, source: str, user_agent: str) -> NewSession:
+    async def _throttled(self, source: str, name: str, endpoint: str) -> None:
         try:
             self._throttle(source)
         except RateLimitedError:
             await self.db.write(lambda conn: audit.record(
-                conn, ts=self.clock.now(), action="auth.throttle", actor=Actor(type="anonymous", name=username[:64], source=source),
-                outcome="denied", details={"endpoint": "login"}))
+                conn, ts=self.clock.now(), action="auth.throttle", actor=Actor(type="anonymous", name=name[:64], source=source),
+                outcome="denied", details={"endpoint": endpoint}))
             raise
+
+    async def login(self, *, username: str, password: str, source: str, user_agent: str,
+                    pre_session: str = "") -> NewSession | SecondFactorRequired:
+        """Check a password. Without 2FA: a new session. With 2FA: SecondFactorRequired,
+        and the caller continues with `login_second_factor` using the same pre-session token."""
+        await self._throttled(source, username, "login")
         username = username[:256]
         creds = await self.db.read(lambda conn: queries.get_credentials(conn, username))
         # Always one argon2 verification, whoever asks: same time for every failure.
@@ -165,38 +170,98 @@ class AuthService:
             await self.db.write(lambda conn: self._record_failure(conn, user, actor, reason, now))
             raise LoginFailedError()
         new_hash = await self.hasher.hash(password) if needs_rehash else None
-        token, csrf = tokens.new_token(32), tokens.new_token(32)
+        if new_hash:
+            await self.db.write(lambda conn: (queries.update_password_hash(conn, user.id, new_hash), audit.record(
+                conn, ts=now, action="auth.password.rehash", actor=actor, target=f"user:{user.id}")))
+        if user.totp_enabled:
+            if not pre_session:
+                raise LoginFailedError()
+            expires = now + PENDING_SECONDS
+
+            def pend(conn):
+                queries.delete_expired_pending(conn, now)
+                queries.upsert_pending_login(conn, tokens.digest(pre_session), user.id, now, expires)
+                audit.record(conn, ts=now, action="auth.login.password_ok", actor=actor, target=f"user:{user.id}")
+
+            await self.db.write(pend)
+            return SecondFactorRequired(username=user.username, expires_at=expires)
+        return await self._start_session(user, actor, user_agent, now, method="password")
+
+    async def login_second_factor(self, *, pre_session: str, code: str, source: str, user_agent: str) -> NewSession:
+        """Second sign-in step: a TOTP code or a recovery code for the pending sign-in.
+
+        Raises LoginFailedError when there is no live pending sign-in (expired, too many
+        attempts, or another browser), InvalidTOTPError/ReplayedTOTPError for a bad code."""
+        await self._throttled(source, "", "login_totp")
+        now = self.clock.now()
+        pre_hash = tokens.digest(pre_session or "-")
+        pending = await self.db.read(lambda conn: queries.get_pending_login(conn, pre_hash))
+        if pending is None or pending[1] <= now or pending[2] >= PENDING_ATTEMPTS:
+            if pending is not None:
+                await self.db.write(lambda conn: queries.delete_pending_login(conn, pre_hash))
+            raise LoginFailedError()
+        user = await self.db.read(lambda conn: queries.get_user(conn, pending[0]))
+        actor = Actor(type="user", name=user.username, source=source)
+        if user.disabled or user.locked_until > now:
+            await self.db.write(lambda conn: (queries.delete_pending_login(conn, pre_hash),
+                                              self._record_failure(conn, user, actor, "disabled" if user.disabled else "locked", now)))
+            raise LoginFailedError()
+        try:
+            method = await self.check_second_factor(user.id, code, actor=actor)
+        except totp.TOTPError as exc:
+            def fail(conn):
+                queries.update_pending_attempts(conn, pre_hash)
+                self._record_failure(conn, user, actor, "totp_replayed" if isinstance(exc, totp.ReplayedTOTPError)
+                                     else "wrong_totp", now)
+            await self.db.write(fail)
+            raise
+        await self.db.write(lambda conn: queries.delete_pending_login(conn, pre_hash))
+        return await self._start_session(user, actor, user_agent, now, method=method)
+
+    async def _start_session(self, user, actor: Actor, user_agent: str, now: float, *, method: str,
+                             replace: bytes = b"", action: str = "auth.login.success") -> NewSession:
+        """Insert a new session (optionally replacing one: rotation) and audit it."""
+        token, csrf, handle = tokens.new_token(32), tokens.new_token(32), tokens.new_token(16)
         id_hash = tokens.digest(token)
         expires = now + self.config.session_absolute_hours * 3600
 
         def job(conn):
             queries.update_failed_logins(conn, user.id, 0, 0)
+            if replace:
+                queries.delete_session(conn, replace)
             queries.insert_session(conn, id_hash=id_hash, user_id=user.id, csrf_token=csrf, now=now,
-                                   expires_at=expires, source=source, user_agent=user_agent[:256])
-            audit.record(conn, ts=now, action="auth.login.success", actor=actor, target=f"user:{user.id}")
-            if new_hash:
-                queries.update_password_hash(conn, user.id, new_hash)
-                audit.record(conn, ts=now, action="auth.password.rehash", actor=actor, target=f"user:{user.id}")
+                                   expires_at=expires, source=actor.source, user_agent=user_agent[:256], handle=handle)
+            audit.record(conn, ts=now, action=action, actor=actor, target=f"user:{user.id}",
+                         details={"method": method})
 
         await self.db.write(job)
-        principal = Principal(user_id=user.id, username=user.username, role=user.role, session_hash=id_hash,
-                              csrf_token=csrf, must_change_password=user.must_change_password,
-                              created_at=now, last_seen=now)
+        fresh = await self.db.read(lambda conn: queries.get_user(conn, user.id))
+        principal = Principal(user_id=user.id, username=user.username, role=fresh.role, session_hash=id_hash,
+                              csrf_token=csrf, must_change_password=fresh.must_change_password,
+                              created_at=now, last_seen=now, handle=handle, recent_auth=now,
+                              totp_enabled=fresh.totp_enabled,
+                              needs_totp_enrolment=self._needs_enrolment(fresh.role, fresh.totp_enabled))
         return NewSession(token=token, csrf_token=csrf, principal=principal)
 
     def _record_failure(self, conn, user, actor: Actor, reason: str, now: float) -> None:
         audit.record(conn, ts=now, action="auth.login.failure", actor=actor, outcome="failure",
                      target=f"user:{user.id}" if user else "", details={"reason": reason})
-        if user is None or reason != "wrong_password":
+        if user is None or reason not in ("wrong_password", "wrong_totp", "totp_replayed"):
             return
-        failed = user.failed_logins + 1
-        if failed >= self.config.lockout_threshold:
-            until = now + self.config.lockout_minutes * 60
+        current = queries.get_user(conn, user.id)  # re-read: concurrent failures must all count
+        failed = current.failed_logins + 1
+        if failed >= self.policy.lockout_threshold:
+            until = now + self.policy.lockout_minutes * 60
             queries.update_failed_logins(conn, user.id, 0, until)
             audit.record(conn, ts=now, action="auth.lockout", actor=actor, outcome="denied", target=f"user:{user.id}",
-                         details={"failures": failed, "minutes": self.config.lockout_minutes})
+                         details={"failures": failed, "minutes": self.policy.lockout_minutes})
         else:
-            queries.update_failed_logins(conn, user.id, failed, user.locked_until)
+            queries.update_failed_logins(conn, user.id, failed, current.locked_until)
+
+    def _needs_enrolment(self, role: str, totp_enabled: bool) -> bool:
+        if totp_enabled:
+            return False
+        return self.policy.totp_policy == "all" or (self.policy.totp_policy == "admins" and role == "admin")
 
     async def resolve(self, token: str, source: str) -> Principal | None:
         """The principal for a session cookie value, or None if unknown, expired or disabled."""
@@ -208,7 +273,7 @@ class AuthService:
             return None
         principal, expires_at, disabled = found
         now = self.clock.now()
-        idle_limit = self.config.session_idle_minutes * 60
+        idle_limit = self.policy.session_idle_minutes * 60
         if disabled or now >= expires_at or now - principal.last_seen >= idle_limit:
             def expire(conn):
                 if queries.delete_session(conn, id_hash):
@@ -220,6 +285,8 @@ class AuthService:
             return None
         if now - principal.last_seen >= _LAST_SEEN_GRANULARITY:
             await self.db.write(lambda conn: queries.update_last_seen(conn, id_hash, now))
+        if self._needs_enrolment(principal.role, principal.totp_enabled):
+            principal = msgspec.structs.replace(principal, needs_totp_enrolment=True)
         return principal
 
     async def logout(self, principal: Principal, source: str) -> None:
@@ -234,5 +301,53 @@ class AuthService:
 
     async def purge_expired_sessions(self) -> int:
         now = self.clock.now()
-        cutoff = now - self.config.session_idle_minutes * 60
-        return await self.db.write(lambda conn: queries.delete_expired_sessions(conn, now=now, idle_cutoff=cutoff))
+        cutoff = now - self.policy.session_idle_minutes * 60
+        return await self.db.write(lambda conn: queries.delete_expired_sessions(conn, now=now, idle_cutoff=cutoff)
+                                   + queries.delete_expired_pending(conn, now))
+
+    # ---- step-up (AUTH-8) --------------------------------------------------------------
+
+    def require_recent_auth(self, principal: Principal) -> None:
+        """Raise ReauthRequiredError unless the session proved its user in the last 5 minutes."""
+        if self.clock.now() - principal.recent_auth > REAUTH_SECONDS:
+            raise ReauthRequiredError()
+
+    def has_recent_auth(self, principal: Principal) -> bool:
+        return self.clock.now() - principal.recent_auth <= REAUTH_SECONDS
+
+    async def reauthenticate(self, principal: Principal, *, secret: str, source: str) -> None:
+        """Re-enter the password (or a TOTP code if 2FA is on) to open the step-up window."""
+        await self._throttled(source, principal.username, "reauth")
+        actor = Actor(type="user", name=principal.username, source=source)
+        now = self.clock.now()
+        secret = secret.strip() if len(secret.strip()) == 6 and secret.strip().isdigit() else secret
+        ok = False
+        if principal.totp_enabled and len(secret) == 6 and secret.isdigit():
+            try:
+                await self.check_second_factor(principal.user_id, secret, actor=actor, allow_recovery=False)
+                ok = True
+            except totp.TOTPError:
+                ok = False
+        else:
+            creds = await self.db.read(lambda conn: queries.get_credentials_by_id(conn, principal.user_id))
+            ok, _ = await self.hasher.verify(creds.password_hash if creds else None, secret[:policy.MAX_PASSWORD])
+
+        def job(conn):
+            if ok:
+                queries.update_recent_auth(conn, principal.session_hash, now)
+            audit.record(conn, ts=now, action="auth.reauth", actor=actor, outcome="success" if ok else "failure",
+                         target=f"user:{principal.user_id}")
+            if not ok:
+                user = queries.get_user(conn, principal.user_id)
+                self._record_failure(conn, user, actor, "wrong_password", now)
+
+        await self.db.write(job)
+        if not ok:
+            raise ValidationError("That is not right. Enter your password (or a current authenticator code).",
+                                  details={"secret": "That is not right."})
+
+
+def _ephemeral_key() -> bytes:
+    import secrets
+
+    return secrets.token_bytes(32)

@@ -2,7 +2,12 @@
 
 Format: the key as 64 lowercase hex characters followed by one newline (65 bytes).
 Text rather than raw bytes so a truncated, padded or wrong file is recognisable
-and an operator can tell a key file from anything else.
+and an operator can tell a key file from anything else. With `[store] key_source =
+"passphrase"` the file instead holds the key wrapped by an operator passphrase
+(one line starting "outpost-wrapped-key v1", see crypto/kdf.py).
+
+Rotation (`outpost rekey`) writes the new key as `db.key.new` first and renames it
+over `db.key` only after the database was re-encrypted (`replace_key`).
 
 Invariants (what must never happen):
 - An existing key file is never overwritten: losing it makes the database unreadable.
@@ -23,7 +28,9 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Callable
 
+from appliance.crypto import kdf
 from appliance.errors import OutpostError
 
 KEY_BYTES = 32
@@ -51,13 +58,29 @@ class KeyFileExistsError(KeyFileError):
     code = "key_file_exists"
 
 
-def create_key(path: Path) -> bytes:
+def create_key(path: Path, passphrase: bytes | None = None) -> bytes:
     """Create `path` holding a new random 256-bit key and return the key.
 
+    With `passphrase` the file holds the key wrapped by it (argon2id + AES-256-GCM).
     The parent directory is created with mode 0700 if missing. Raises
     `KeyFileExistsError` if `path` already exists (never overwrites).
     """
+    key = secrets.token_bytes(KEY_BYTES)
+    write_new_key(path, key, passphrase)
+    return key
+
+
+def encode_key(key: bytes, passphrase: bytes | None = None) -> bytes:
+    """The file content for `key`: hex line, or the passphrase-wrapped line."""
+    if passphrase is not None:
+        return kdf.wrap_key(key, passphrase)
+    return key.hex().encode("ascii") + b"\n"
+
+
+def write_new_key(path: Path, key: bytes, passphrase: bytes | None = None) -> None:
+    """Create `path` (must not exist) holding `key`, durably (file and directory fsynced)."""
     path = Path(path)
+    content = encode_key(key, passphrase)
     parent = path.parent
     if not parent.exists():
         parent.mkdir(mode=0o700, parents=True)
@@ -65,13 +88,12 @@ def create_key(path: Path) -> bytes:
         _fsync_dir(parent.parent)
     if path.exists() or path.is_symlink():
         raise KeyFileExistsError(f"database key file {path} already exists; refusing to overwrite it")
-    key = secrets.token_bytes(KEY_BYTES)
     tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         try:
             os.fchmod(fd, 0o600)
-            _write_all(fd, key.hex().encode("ascii") + b"\n")
+            _write_all(fd, content)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -84,11 +106,34 @@ def create_key(path: Path) -> bytes:
     finally:
         _unlink_quietly(tmp)
     _fsync_dir(parent)
-    return key
 
 
-def load_key(path: Path) -> bytes:
-    """Read and validate the key in `path`; return the 32 raw key bytes."""
+def replace_key(new_path: Path, path: Path) -> None:
+    """Atomically rename `new_path` over `path` (the last step of a key rotation), durably."""
+    os.replace(new_path, path)
+    _fsync_dir(Path(path).parent)
+
+
+def fsync_parent(path: Path) -> None:
+    """Make a removal or rename in `path`'s directory durable."""
+    _fsync_dir(Path(path).parent)
+
+
+def is_wrapped(path: Path) -> bool:
+    """True if the key file at `path` holds a passphrase-wrapped key."""
+    try:
+        with open(path, "rb") as f:
+            return kdf.is_wrapped(f.read(len(kdf.WRAP_PREFIX)))
+    except OSError:
+        return False
+
+
+def load_key(path: Path, passphrase: Callable[[], bytes] | None = None) -> bytes:
+    """Read and validate the key in `path`; return the 32 raw key bytes.
+
+    A wrapped key is unwrapped with `passphrase()` (called only then; e.g. a console
+    prompt). Raises `kdf.WrongPassphraseError` for a wrong passphrase.
+    """
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -107,9 +152,13 @@ def load_key(path: Path) -> bytes:
                 f"database key file {path} has mode {stat.S_IMODE(st.st_mode):04o}, open to group or others;"
                 f" it must be 0600 (chmod 600 {path}) before the appliance will use it"
             )
-        data = os.read(fd, _FILE_BYTES + 1)
+        data = os.read(fd, 4096)
     finally:
         os.close(fd)
+    if kdf.is_wrapped(data):
+        if passphrase is None:
+            raise KeyFileError(f"database key file {path} is protected by a passphrase, and none was given")
+        return kdf.unwrap_key(data, passphrase())
     return _parse(path, data)
 
 

@@ -13,6 +13,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher as _Argon2
@@ -22,11 +24,19 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from appliance.errors import RateLimitedError
 
 
+def _lower_priority() -> None:
+    """Hash threads yield the CPU to the event loop: a login flood must not starve pages."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not permitted: hashing still works, only less politely
+
+
 class PasswordHasher:
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, concurrency: int, max_waiting: int = 64) -> None:
         self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
                               hash_len=32, salt_len=16, type=Type.ID)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2", initializer=_lower_priority)
         self._waiting_limit = concurrency + max_waiting
         self._in_flight = 0
         self._dummy = self._argon.hash("outpost-dummy-password-for-timing")

@@ -1,54 +1,94 @@
-"""Sealing secrets at rest a second time, inside the encrypted database (STORE-3).
+"""Sealing small secrets at rest with AES-256-GCM (STORE-3).
 
-AES-256-GCM under a separate data key (`keys/vault.key`), a fresh 96-bit random
-nonce per seal, and the owning row's identity as associated data: a ciphertext
-copied to another row (or another purpose) does not open.
+The database is already encrypted as a whole (SQLCipher); secrets that let the
+appliance act as someone (TOTP seeds, device credentials) are additionally sealed
+under a separate data key, `keys/vault.key`, so a database copy without that file
+does not reveal them, and bound to the row they belong to.
 
-Blob format (versioned so the algorithm can change): b"v1" || nonce(12) || ciphertext+tag.
+Usage (any capability):
 
-Invariants: plaintext never appears in an exception message; a wrong key, a
-tampered blob or a wrong row all raise the same `VaultError` (no oracle).
+    key = vault.load_or_create(data_dir / "keys" / "vault.key")
+    blob = vault.seal(key, b"secret", aad=vault.aad("users.totp_seed", user_id))
+    secret = vault.open(key, blob, aad=vault.aad("users.totp_seed", user_id))
+
+Format (bytes, versioned so the algorithm can change): b"v1" | nonce (12 random
+bytes) | ciphertext+tag. `aad_for(table, row_id, purpose)` and `open_sealed` are
+the names the first version used; both spellings stay supported.
+
+Invariants (what must never happen):
+- A nonce is never reused deliberately: 96 random bits per seal (NIST SP 800-38D
+  random construction; far below 2^32 seals per key on one appliance).
+- A ciphertext moved to another row (different associated data) or altered in any
+  bit does not decrypt: `open` raises `VaultError`, never returns garbage.
+- Plaintext and key bytes never appear in an exception message.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from appliance.crypto import keyfile
 from appliance.errors import OutpostError
 
-_VERSION = b"v1"
+VERSION = b"v1"
 _NONCE = 12
+_HEADER = len(VERSION) + _NONCE
+KEY_BYTES = 32
 
 
 class VaultError(OutpostError):
+    """A sealed value cannot be opened (wrong key, wrong row, altered or unknown format).
+
+    One message for every cause: no oracle telling a wrong row from a damaged blob."""
+
     code = "vault_error"
     status = 500
 
-    def __init__(self) -> None:
-        super().__init__("a sealed secret could not be opened (wrong key, wrong row or damaged data)")
+    def __init__(self, message: str = "a sealed secret could not be opened (wrong key, wrong row or damaged data)") -> None:
+        super().__init__(message)
 
 
-def aad_for(table: str, row_id: int | str, purpose: str) -> bytes:
-    """Associated data naming exactly where a sealed value belongs."""
-    return f"outpost:{table}:{row_id}:{purpose}".encode()
+def aad(purpose: str, row_id: int | str) -> bytes:
+    """Associated data binding a sealed value to one column of one row, e.g. ("users.totp_seed", 7)."""
+    return f"{purpose}:{row_id}".encode()
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    if len(key) != 32:
-        raise ValueError("vault key must be 32 bytes")
+    """Encrypt and authenticate plaintext under key, bound to aad (AES-256-GCM, NIST SP 800-38D)."""
+    if len(key) != KEY_BYTES:
+        raise VaultError("the vault key has the wrong length")
     nonce = os.urandom(_NONCE)
-    return _VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def open(key: bytes, blob: bytes, aad: bytes) -> bytes:  # noqa: A001 - mirrors seal/open vocabulary
+    """Decrypt a value made by `seal` with the same key and aad; VaultError otherwise."""
+    if len(key) != KEY_BYTES:
+        raise VaultError("the vault key has the wrong length")
     blob = bytes(blob)
-    if len(blob) < len(_VERSION) + _NONCE + 16 or not blob.startswith(_VERSION):
+    if len(blob) < _HEADER + 16 or not blob.startswith(VERSION):
         raise VaultError()
-    nonce = blob[len(_VERSION):len(_VERSION) + _NONCE]
     try:
-        return AESGCM(key).decrypt(nonce, blob[len(_VERSION) + _NONCE:], aad)
+        return AESGCM(key).decrypt(blob[len(VERSION):_HEADER], blob[_HEADER:], aad)
     except InvalidTag:
         raise VaultError() from None
+
+
+def aad_for(table: str, row_id: int | str, purpose: str) -> bytes:
+    """Associated data naming table, row and purpose (first-version spelling)."""
+    return f"outpost:{table}:{row_id}:{purpose}".encode()
+
+
+open_sealed = open
+
+
+def load_or_create(path: Path) -> bytes:
+    """The data key at path (same file format and checks as db.key), created on first use."""
+    path = Path(path)
+    if path.exists():
+        return keyfile.load_key(path)
+    return keyfile.create_key(path)

@@ -440,6 +440,29 @@ class Database:
         except _sqlite.Error as exc:
             raise _translate(exc) from exc
 
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole file under `new_key` (SQLCipher `PRAGMA rekey`); the Database ends closed.
+
+        Runs every queued write, closes every connection (they hold the old key), then
+        rekeys on a connection of its own: SQLCipher rewrites every page in ONE
+        transaction, so a crash leaves the file readable with the old key or with the
+        new one, never a mix. Reopen with `Database.open(path, new_key)`. Keeping the key
+        files in step, crash-safely, is the caller's job (see app.rekey).
+        """
+        if not isinstance(new_key, bytes) or len(new_key) != 32:
+            raise StoreError("the database key must be 32 bytes (256 bits)")
+        self.close()
+        handle = _connect(self.path, self._key, writable=True)
+        try:
+            handle.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            handle.conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+            handle.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page durably under the new key
+        except _sqlite.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            handle.conn.close()
+        self._key = new_key
+
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its write-ahead log."""
         total = 0

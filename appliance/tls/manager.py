@@ -9,6 +9,12 @@ Files in `tls_dir` (0700), each 0600 and written atomically (temp file, fsync, r
                (a crash between the two renames of a CA regeneration).
 - `server.pem` the leaf certificate followed by its encrypted private key; handed as-is
                to `SSLContext.load_cert_chain`, so the key is never on disk in clear.
+- `customer.pem` (TLS-2) an imported certificate: leaf, intermediates, encrypted key.
+               When present it is what the listener serves; the generated leaf is still
+               kept up to date in `server.pem` but never replaces it.
+- `previous.pem` the customer certificate served before the current one (one-click
+               rollback), or `previous-generated` (empty marker): before the current
+               customer certificate the generated leaf was served.
 
 Invariants:
 - Private keys are PKCS#8 "ENCRYPTED PRIVATE KEY" under `key_password`, never plaintext.
@@ -26,7 +32,10 @@ Invariants:
   and OpenSSL does not lock an SSL_CTX against a concurrent SSL_new, so a renewal from a
   worker thread (`asyncio.to_thread`) could race a handshake (a key-less certificate for
   a moment, or worse). This way `renew_if_due()` is safe from any thread.
-- `ensure()`/`renew_if_due()` must not run concurrently with each other (one caller).
+- `ensure()`/`renew_if_due()`/`install_customer()`/`rollback()`/`regenerate()` must not run
+  concurrently with each other (one caller at a time).
+- An imported certificate is written only after `importer` validated it and it loaded
+  into a fresh context; automatic renewal never replaces a customer certificate.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 from pathlib import Path
 
 import msgspec
@@ -48,13 +58,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.clock import Clock
 from appliance.config import TLSConfig
 from appliance.errors import OutpostError
-from appliance.store.atomic import write_atomic
-from appliance.tls import selfsigned
+from appliance.store.atomic import fsync_dir, write_atomic
+from appliance.tls import importer, selfsigned
 from appliance.tls.selfsigned import Issued, Names
 
 EVENT_CA_GENERATE = "tls.ca.generate"
 EVENT_CERT_GENERATE = "tls.cert.generate"
 EVENT_CERT_RENEW = "tls.cert.renew"
+EVENT_CERT_IMPORT = "tls.cert.import"
+EVENT_CERT_ROLLBACK = "tls.cert.rollback"
 
 DAY = 86400.0
 
@@ -97,6 +109,12 @@ class CertificateInfo(msgspec.Struct, frozen=True, kw_only=True):
     leaf_not_after: float
     leaf_sans: list[str]
     profile: str
+    source: str = "generated"
+    """"generated" (the local CA's leaf) or "customer" (an imported certificate)."""
+    leaf_subject: str = ""
+    leaf_issuer: str = ""
+    previous: str = ""
+    """What rollback() goes back to: a fingerprint, "generated", or "" (nothing)."""
 
 
 class TLSManager:
@@ -114,6 +132,10 @@ class TLSManager:
         self._leaf: Issued | None = None
         self._context: ssl.SSLContext | None = None  # the listening context, never replaced
         self._live: ssl.SSLContext | None = None  # holds the current chain; new handshakes move here
+        self._customer: x509.Certificate | None = None  # the imported leaf being served, if any
+        self._served: bytes = b""  # DER of the leaf the live context serves
+        self._force_leaf = False
+        self._lock = threading.RLock()  # file changes come from the UI, the CLI path and maintenance
 
     @property
     def ca_pem_path(self) -> Path:
@@ -127,6 +149,23 @@ class TLSManager:
     @property
     def _leaf_path(self) -> Path:
         return self._dir / "server.pem"
+
+    @property
+    def _customer_path(self) -> Path:
+        return self._dir / "customer.pem"
+
+    @property
+    def _previous_path(self) -> Path:
+        return self._dir / "previous.pem"
+
+    @property
+    def _previous_generated(self) -> Path:
+        return self._dir / "previous-generated"
+
+    @property
+    def key_password(self) -> bytes:
+        """The password private keys are stored under (derived from the database key)."""
+        return self._password
 
     def wanted_names(self) -> Names:
         """Configured hostname, machine hostname, localhost and every local address."""
@@ -143,11 +182,16 @@ class TLSManager:
         when existing files are unreadable, damaged or do not decrypt. If the live
         context exists and the leaf changed, new handshakes get the new leaf (hot swap).
         """
+        with self._lock:
+            return self._ensure()
+
+    def _ensure(self) -> list[str]:
         names = self.wanted_names()
         self._prepare_dir()
         # Read and check everything before writing anything.
         ca = self._load_ca()
         leaf = self._load_leaf()
+        customer = self._load_customer(self._customer_path)
         now = self._clock.now()
         events: list[str] = []
 
@@ -158,19 +202,21 @@ class TLSManager:
         if not self.ca_pem_path.exists() or self.ca_pem_path.read_bytes() != selfsigned.cert_pem(ca.cert):
             self._write(self.ca_pem_path, selfsigned.cert_pem(ca.cert))
 
-        stale = leaf is None or (
+        stale = self._force_leaf or leaf is None or (
             not _issued_by(leaf.cert, ca.cert) or not selfsigned.leaf_covers(leaf.cert, names) or self._due(leaf.cert, now)
         )
         if stale:
             events.append(EVENT_CERT_GENERATE if leaf is None else EVENT_CERT_RENEW)
             leaf = selfsigned.generate_leaf(ca, names, now=now, days=self._config.leaf_days)
             self._write(self._leaf_path, selfsigned.cert_pem(leaf.cert) + selfsigned.encrypted_key_pem(leaf.key, self._password))
+            self._force_leaf = False
 
-        if self._context is not None and (self._leaf is None or self._leaf.cert != leaf.cert):
+        self._ca, self._leaf, self._customer = ca, leaf, customer
+        served = self._served_cert()
+        if self._context is not None and self._served != served.public_bytes(serialization.Encoding.DER):
             fresh = server_context(self._config.profile)
             self._load_chain(fresh)
             self._live = fresh  # one reference assignment: handshakes see old or new, whole
-        self._ca, self._leaf = ca, leaf
         return events
 
     def renew_if_due(self) -> list[str]:
@@ -206,13 +252,124 @@ class TLSManager:
         """Fingerprints, expiry and names of the certificates `ensure()` last settled on."""
         if self._ca is None or self._leaf is None:
             raise RuntimeError("TLSManager.ensure() must succeed before info()")
+        cert = self._served_cert()
         return CertificateInfo(
             ca_fingerprint=selfsigned.fingerprint(self._ca.cert),
-            leaf_fingerprint=selfsigned.fingerprint(self._leaf.cert),
-            leaf_not_after=self._leaf.cert.not_valid_after_utc.timestamp(),
-            leaf_sans=selfsigned.sans(self._leaf.cert),
+            leaf_fingerprint=selfsigned.fingerprint(cert),
+            leaf_not_after=cert.not_valid_after_utc.timestamp(),
+            leaf_sans=selfsigned.sans(cert),
             profile=self._config.profile,
+            source="customer" if self._customer is not None else "generated",
+            leaf_subject=cert.subject.rfc4514_string(),
+            leaf_issuer=cert.issuer.rfc4514_string(),
+            previous=self._previous_description(),
         )
+
+    # -- customer certificates (TLS-2) -----------------------------------------------------
+
+    def install_customer(self, bundle: importer.CustomerBundle) -> list[str]:
+        """Serve a validated customer certificate from the next handshake on; keep the current one for rollback.
+
+        Connections in flight keep their certificate. Raises TLSFileError (nothing
+        changed) if the bundle does not load into a TLS context.
+        """
+        with self._lock:
+            return self._install_customer(bundle)
+
+    def _install_customer(self, bundle: importer.CustomerBundle) -> list[str]:
+        self._prepare_dir()
+        staged = self._dir / "customer.new.pem"
+        self._write(staged, importer.bundle_pem(bundle, self._password))
+        try:
+            self._load_chain(server_context(self._config.profile), staged)  # proves it loads, before any switch
+            self._load_customer(staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        self._keep_current_as_previous()
+        os.replace(staged, self._customer_path)
+        fsync_dir(self._dir)
+        return [EVENT_CERT_IMPORT, *self.ensure()]
+
+    def rollback(self) -> list[str]:
+        """Go back to the previously served certificate (and keep the current one as "previous")."""
+        with self._lock:
+            return self._rollback()
+
+    def _rollback(self) -> list[str]:
+        self._prepare_dir()
+        if self._previous_path.exists():
+            previous = self._load_customer(self._previous_path)
+            if previous is not None and previous.not_valid_after_utc.timestamp() < self._clock.now():
+                raise TLSError("the previous certificate has expired; import a current certificate instead")
+            if self._customer_path.exists():
+                swap = self._dir / "customer.swap.pem"
+                os.replace(self._customer_path, swap)
+                os.replace(self._previous_path, self._customer_path)
+                os.replace(swap, self._previous_path)
+            else:
+                os.replace(self._previous_path, self._customer_path)
+                self._write(self._previous_generated, b"")
+        elif self._previous_generated.exists() and self._customer_path.exists():
+            os.replace(self._customer_path, self._previous_path)
+            self._previous_generated.unlink()
+        else:
+            raise TLSError("there is no previous certificate to go back to")
+        fsync_dir(self._dir)
+        return [EVENT_CERT_ROLLBACK, *self.ensure()]
+
+    def regenerate(self) -> list[str]:
+        """Serve a freshly generated local leaf; a customer certificate in use becomes "previous"."""
+        with self._lock:
+            self._prepare_dir()
+            if self._customer_path.exists():
+                self._previous_generated.unlink(missing_ok=True)
+                os.replace(self._customer_path, self._previous_path)
+                fsync_dir(self._dir)
+            self._force_leaf = True
+            return self._ensure()
+
+    def _keep_current_as_previous(self) -> None:
+        if self._customer_path.exists():
+            self._previous_generated.unlink(missing_ok=True)
+            os.replace(self._customer_path, self._previous_path)
+        else:
+            self._previous_path.unlink(missing_ok=True)
+            self._write(self._previous_generated, b"")
+
+    def _previous_description(self) -> str:
+        if self._previous_path.exists():
+            try:
+                cert = self._load_customer(self._previous_path)
+            except TLSError:
+                return "unreadable"
+            return selfsigned.fingerprint(cert) if cert is not None else ""
+        return "generated" if self._previous_generated.exists() and self._customer is not None else ""
+
+    def _served_cert(self) -> x509.Certificate:
+        if self._customer is not None:
+            return self._customer
+        if self._leaf is None:
+            raise RuntimeError("TLSManager.ensure() must succeed before use")
+        return self._leaf.cert
+
+    def _load_customer(self, path: Path) -> x509.Certificate | None:
+        """The leaf of an imported certificate file, after checking its key decrypts and matches."""
+        if not path.exists():
+            return None
+        blocks = _pem_blocks(_read(path))
+        certs = [b for label, b in blocks if label == "CERTIFICATE"]
+        keys = [b for label, b in blocks if label == "ENCRYPTED PRIVATE KEY"]
+        if not certs or len(keys) != 1:
+            raise TLSFileError(f"{path} is damaged: expected certificates and one encrypted private key")
+        cert = _parse_cert(path, certs[0])
+        try:
+            key = serialization.load_pem_private_key(keys[0], password=self._password)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise TLSKeyPasswordError(f"cannot decrypt the private key in {path}: wrong key password or damaged file") from None
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise TLSFileError(f"{path} is inconsistent: the private key does not match the certificate")
+        return cert
 
     # -- internals -------------------------------------------------------------
 
@@ -275,11 +432,18 @@ class TLSManager:
             raise TLSFileError(f"{path} is inconsistent: the private key does not match the certificate")
         return Issued(key, cert)
 
-    def _load_chain(self, context: ssl.SSLContext) -> None:
+    def _load_chain(self, context: ssl.SSLContext, path: Path | None = None) -> None:
+        if path is None:
+            path = self._customer_path if self._customer is not None else self._leaf_path
+            served = self._served_cert().public_bytes(serialization.Encoding.DER)
+        else:
+            served = b""
         try:
-            context.load_cert_chain(self._leaf_path, password=self._password)
+            context.load_cert_chain(path, password=self._password)
         except (ssl.SSLError, OSError) as exc:
-            raise TLSFileError(f"cannot load {self._leaf_path} into the TLS context: {exc}") from None
+            raise TLSFileError(f"cannot load {path} into the TLS context: {exc}") from None
+        if served:
+            self._served = served
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
@@ -364,3 +528,40 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 def _spki(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def reencrypt_keys(tls_dir: Path, old_password: bytes, new_password: bytes) -> int:
+    """Re-encrypt every private key under `tls_dir` from `old_password` to `new_password`.
+
+    Idempotent (a file whose keys already open with the new password is left alone), so
+    an interrupted database rekey can run it again. Each file is replaced atomically.
+    Returns the number of files rewritten.
+    """
+    rewritten = 0
+    if not Path(tls_dir).is_dir():
+        return 0
+    for path in sorted(Path(tls_dir).glob("*.key")) + sorted(Path(tls_dir).glob("*.pem")):
+        data = _read(path)
+        blocks = _pem_blocks(data)
+        if not any(label == "ENCRYPTED PRIVATE KEY" for label, _ in blocks):
+            continue
+        out = []
+        changed = False
+        for label, block in blocks:
+            if label == "ENCRYPTED PRIVATE KEY":
+                try:
+                    serialization.load_pem_private_key(block, password=new_password)
+                except (ValueError, TypeError):
+                    try:
+                        key = serialization.load_pem_private_key(block, password=old_password)
+                    except (ValueError, TypeError):
+                        raise TLSKeyPasswordError(f"the private key in {path} opens with neither the old nor the new "
+                                                  "database key") from None
+                    block = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.BestAvailableEncryption(new_password))
+                    changed = True
+            out.append(block)
+        if changed:
+            write_atomic(path, b"".join(out), 0o600)
+            rewritten += 1
+    return rewritten

@@ -59,11 +59,37 @@ async def public(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Anyone may reach this route (login, setup, health check, static assets)."""
 
 
+PENDING_OK = "outpost_pending_ok"  # handler opt: reachable while a password change or 2FA set-up is pending
+
+
+class PendingStepError(OutpostError):
+    """The signed-in user must change the password or set up 2FA before anything else (AUTH-5, AUTH-6).
+
+    Browsers are redirected to `location` (handler in ui/account.py)."""
+
+    code = "account_step_required"
+    status = 403
+
+    def __init__(self, step: str) -> None:
+        self.location = "/account/password" if step == "password" else "/account/2fa"
+        super().__init__("Change your temporary password first." if step == "password"
+                         else "Set up two-factor sign-in first.", details={"step": step})
+
+
+def _ensure_no_pending_step(principal: Principal, handler: BaseRouteHandler) -> None:
+    step = getattr(principal, "pending_step", None)
+    if step and not handler.opt.get(PENDING_OK):
+        raise PendingStepError(step)
+
+
 @_access("authenticated")
-async def authenticated(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Any signed-in user."""
-    if principal_of(connection) is None:
+async def authenticated(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Any signed-in user (who has no forced password change or 2FA set-up pending,
+    unless the handler is marked `opt={PENDING_OK: True}`)."""
+    principal = principal_of(connection)
+    if principal is None:
         raise NotAuthenticatedError()
+    _ensure_no_pending_step(principal, handler)
 
 
 async def _refuse(connection: ASGIConnection, exc: OutpostError, action: str, reason: str) -> None:
@@ -83,10 +109,11 @@ def permission(name: str):
     """Signed-in users whose role holds `name` (auth/permissions.py)."""
 
     @_access(f"permission:{name}")
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         principal = principal_of(connection)
         if principal is None:
             raise NotAuthenticatedError()
+        _ensure_no_pending_step(principal, handler)
         if not allowed(principal.role, name):
             await _refuse(connection, PermissionDeniedError("Your role does not allow this.", details={"permission": name}),
                           "access.denied", f"role {principal.role} lacks {name}")
@@ -147,3 +174,12 @@ async def csrf_protect(connection: ASGIConnection, handler: BaseRouteHandler) ->
     expected = principal.csrf_token if principal else connection.cookies.get(PRE_SESSION_COOKIE)
     if not sent or not expected or not isinstance(sent, str) or not tokens.equal(sent, expected):
         await _refuse(connection, CSRFError("missing or wrong token"), "access.csrf.denied", "missing or wrong token")
+
+
+async def app_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The one app-level guard: deny undeclared routes, then check CSRF.
+
+    One guard, not two: Litestar copies the route handler for every guard it runs
+    (~7 µs each), so app-level checks are folded together."""
+    await deny_undeclared(connection, handler)
+    await csrf_protect(connection, handler)

@@ -11,7 +11,19 @@ from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
 
 NAV = [  # (permission or None for any signed-in user, path, label)
     ("dashboard.view", "/dashboard", "Dashboard"),
+    ("devices.view", "/devices", "Devices"),
+    ("probe.view", "/probe", "Fleet"),
+    ("probe.view", "/alerts", "Alerts"),
     ("audit.read", "/audit", "Audit log"),
+    ("users.manage", "/users", "Users"),
+    ("settings.security", "/settings/security", "Security policy"),
+    ("settings.allowlist", "/settings/allowlist", "IP allow list"),
+    ("audit.report", "/audit/logins", "Login report"),
+    ("apikeys.manage", "/api-keys", "API keys"),
+    ("updates.manage", "/updates", "Updates"),
+    ("settings.tls", "/settings/certificates", "Certificates"),
+    ("backups.manage", "/settings/backups", "Backups"),
+    (None, "/account", "My account"),
     ("about.view", "/about", "About"),
 ]
 
@@ -39,7 +51,8 @@ def render(env: Environment, request: Request, template: str, *, status: int = 2
 
     principal = request.scope.get(PRINCIPAL)
     csrf = principal.csrf_token if principal else request.scope.get("outpost.pre_csrf") or request.cookies.get(PRE_SESSION_COOKIE, "")
-    nav = [(path, label) for perm, path, label in NAV if principal and allowed(principal.role, perm)]
+    nav = [(path, label) for perm, path, label in NAV
+           if principal and (perm is None or allowed(principal.role, perm))]
     html = env.get_template(template).render(principal=principal, csrf_token=csrf, nav=nav, path=request.url.path,
                                              client=request.scope.get(CLIENT), **context)
     return Response(content=html, status_code=status, media_type="text/html")

@@ -1,11 +1,14 @@
 """ASGI middleware that runs before any handler (ACL-4, AUTH-7).
 
 In order, for every HTTP request:
+0. IP allow list (ACL-3): the client address (see 3) outside the list gets 403 before
+   anything else is looked at.
 1. Host allow list: a Host header that is not one of the appliance's names gets 400
    (defeats DNS rebinding and host-header poisoning).
 2. Body size: a declared Content-Length above the limit gets 413 before reading.
 3. Client address: the socket peer, or X-Forwarded-For only through a trusted proxy.
-4. Session: the `__Host-outpost` cookie is resolved to a Principal (or None).
+4. Session: /api/ and /metrics go through the API gate (bearer keys only, JSON only);
+   elsewhere the `__Host-outpost` cookie is resolved to a Principal (or None).
 5. Response headers: strict CSP, no-store, framing/sniffing/referrer protections,
    HSTS; any `Server` header is removed.
 """
@@ -13,7 +16,6 @@ In order, for every HTTP request:
 from __future__ import annotations
 
 import ipaddress
-from http.cookies import SimpleCookie
 
 import msgspec
 
@@ -39,8 +41,8 @@ _STATIC_CACHE = (b"cache-control", b"public, max-age=3600")
 _STRIPPED = {b"server", b"cache-control", b"x-powered-by"}
 
 
-def _error_body(code: str, message: str) -> bytes:
-    return msgspec.json.encode({"error": {"code": code, "message": message, "details": {}}})
+def _error_body(code: str, message: str, details: dict | None = None) -> bytes:
+    return msgspec.json.encode({"error": {"code": code, "message": message, "details": details or {}}})
 
 
 def host_name(host_header: str) -> str:
@@ -76,8 +78,14 @@ def client_address(peer: str, forwarded_for: str | None, trusted: list) -> str:
 class SecurityMiddleware:
     """Raw ASGI middleware; see module docstring. `resolve` maps (cookie, client) -> Principal | None."""
 
-    def __init__(self, app, *, allowed_hosts: set[str], max_body: int, trusted_proxies: list[str], resolve) -> None:
+    def __init__(self, app, *, allowed_hosts: set[str], max_body: int, trusted_proxies: list[str], resolve,
+                 allow=None, api_gate=None) -> None:
+        """`allow(client) -> bool`: the IP allow list (ACL-3), checked before anything else is
+        looked at. `api_gate`: bearer-key authentication for /api/ and /metrics (web/apiauth.py),
+        which never resolve the session cookie."""
         self.app = app
+        self.allow = allow
+        self.api_gate = api_gate
         self.allowed_hosts = allowed_hosts
         self.max_body = max_body
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
@@ -91,6 +99,12 @@ class SecurityMiddleware:
             headers.setdefault(k, v)
         static = scope["path"].startswith("/static/")
         send = self._wrap_send(send, static)
+        peer = (scope.get("client") or ("unknown", 0))[0]
+        xff = headers.get(b"x-forwarded-for")
+        client = client_address(peer, xff.decode("latin-1") if xff else None, self.trusted)
+        if self.allow is not None and not self.allow(client):
+            return await self._reject(send, 403, "address_not_allowed",
+                                      "Your address is not on this appliance's IP allow list.")
         host = host_name(headers.get(b"host", b"").decode("latin-1"))
         if host not in self.allowed_hosts:
             return await self._reject(send, 400, "unknown_host", "This appliance does not answer to that host name.")
@@ -101,11 +115,10 @@ class SecurityMiddleware:
             if int(length) > self.max_body:
                 return await self._reject(send, 413, "body_too_large",
                                           f"The request body is too large: at most {self.max_body} bytes are allowed.")
-        peer = (scope.get("client") or ("unknown", 0))[0]
-        xff = headers.get(b"x-forwarded-for")
-        client = client_address(peer, xff.decode("latin-1") if xff else None, self.trusted)
         scope[CLIENT] = client
         scope[PRINCIPAL] = None
+        if self.api_gate is not None and self.api_gate.covers(scope["path"]):
+            return await self.api_gate(self.app, scope, receive, send, headers, self._reject)
         token = read_cookie(headers.get(b"cookie", b""), SESSION_COOKIE)
         if token and not static:
             scope[PRINCIPAL] = await self.resolve(token, client)
@@ -123,21 +136,25 @@ class SecurityMiddleware:
         return wrapped
 
     @staticmethod
-    async def _reject(send, status: int, code: str, message: str) -> None:
-        body = _error_body(code, message)
+    async def _reject(send, status: int, code: str, message: str, details: dict | None = None,
+                      headers: list | None = None) -> None:
+        body = _error_body(code, message, details)
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *(headers or [])]})
         await send({"type": "http.response.body", "body": body})
 
 
 def read_cookie(raw: bytes, name: str) -> str | None:
-    """One cookie's value from a Cookie header; None if absent or malformed."""
+    """One cookie's value from a Cookie header; None if absent or empty.
+
+    A plain split, not SimpleCookie (4 µs per request): our cookie values are
+    URL-safe tokens, so quoting and escapes never matter here."""
     if not raw:
         return None
-    jar = SimpleCookie()
-    try:
-        jar.load(raw.decode("latin-1"))
-    except Exception:  # malformed cookie header: treat as no cookie
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel else None
+    wanted = name.encode("latin-1") + b"="
+    for part in raw.split(b";"):
+        part = part.strip()
+        if part.startswith(wanted):
+            return part[len(wanted):].decode("latin-1") or None
+    return None

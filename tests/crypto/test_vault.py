@@ -36,3 +36,15 @@ def test_misplaced_or_tampered_blobs_do_not_open(change):
     with pytest.raises(VaultError) as err:
         open_sealed(key, blob, aad)
     assert "s3cret" not in str(err.value)
+
+
+def test_short_spelling_and_load_or_create(tmp_path):
+    from appliance.crypto import vault
+
+    key = vault.load_or_create(tmp_path / "keys" / "vault.key")
+    assert vault.load_or_create(tmp_path / "keys" / "vault.key") == key
+    assert oct((tmp_path / "keys" / "vault.key").stat().st_mode & 0o777) == "0o600"
+    blob = vault.seal(key, b"seed", vault.aad("users.totp_seed", 1))
+    assert vault.open(key, blob, vault.aad("users.totp_seed", 1)) == b"seed"
+    with pytest.raises(VaultError):
+        vault.open(key, blob, vault.aad("users.totp_seed", 2))

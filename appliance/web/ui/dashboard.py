@@ -32,7 +32,8 @@ async def dashboard_health_json(request: Request) -> Response:
 async def about(request: Request) -> Response:
     services = request.app.state.services
     return render(request.app.state.templates, request, "about.html", tls=services.tls.info(),
-                  licences=services.licences, ca_path=str(services.tls.ca_pem_path))
+                  licences=services.licences, ca_path=str(services.tls.ca_pem_path),
+                  integrity=services.integrity, development_build=services.updates.development_build)
 
 
 ROUTES = [dashboard, dashboard_health, dashboard_health_json, about]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 
+from appliance.auth.models import SecondFactorRequired
 from appliance.auth.service import LoginFailedError, SetupError
+from appliance.crypto.totp import TOTPError
 from appliance.errors import RateLimitedError, ValidationError
 from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, with_pre_session
-from appliance.web.guards import authenticated, principal_of, public
+from appliance.web.guards import PENDING_OK, authenticated, principal_of, public
 from appliance.web.render import render
 from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, SESSION_COOKIE
 
@@ -90,21 +92,59 @@ async def login_submit(request: Request) -> Response:
         username = _field(form, "username").strip()
         session = await services.auth.login(username=username, password=_field(form, "password"),
                                             source=request.scope[CLIENT],
-                                            user_agent=request.headers.get("user-agent", ""))
+                                            user_agent=request.headers.get("user-agent", ""),
+                                            pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""))
     except (LoginFailedError, ValidationError) as exc:
         message, status = (exc.message if isinstance(exc, LoginFailedError) else "Sign-in failed."), 401
     except RateLimitedError as exc:
         message, status = exc.message, 429
     else:
-        response = _redirect("/dashboard")
-        response.set_cookie(session_cookie(session.token))
-        response.set_cookie(cleared(PRE_SESSION_COOKIE))
-        return response
+        if isinstance(session, SecondFactorRequired):
+            return _redirect("/login/2fa")  # no session yet: the pending state is bound to the pre-session cookie
+        return _signed_in(session)
     return render(request.app.state.templates, request, "login.html", status=status, values={"username": username},
                   message=message)
 
 
-@post("/logout", guards=[authenticated], name="logout")
+def _signed_in(session) -> Response:
+    response = _redirect("/dashboard")
+    response.set_cookie(session_cookie(session.token))
+    response.set_cookie(cleared(PRE_SESSION_COOKIE))
+    return response
+
+
+@get("/login/2fa", guards=[public], name="login_2fa_page")
+async def login_2fa_page(request: Request) -> Response:
+    if principal_of(request):
+        return _redirect("/dashboard")
+    if not request.cookies.get(PRE_SESSION_COOKIE):
+        return _redirect("/login")
+    return render(request.app.state.templates, request, "login_2fa.html", errors={})
+
+
+@post("/login/2fa", guards=[public], name="login_2fa_submit")
+async def login_2fa_submit(request: Request) -> Response:
+    """Second sign-in step (AUTH-6): a TOTP code or a recovery code; the session starts only now."""
+    services = _services(request)
+    form = await request.form()
+    errors, status = {}, 400
+    try:
+        session = await services.auth.login_second_factor(
+            pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""), code=_field(form, "code"),
+            source=request.scope[CLIENT], user_agent=request.headers.get("user-agent", ""))
+    except LoginFailedError:
+        message = "This sign-in has expired or had too many wrong codes. Start again with your password."
+        return render(request.app.state.templates, request, "login.html", status=401, values={}, message=message)
+    except (TOTPError, ValidationError) as exc:
+        message, errors = "The code was not accepted.", {"code": exc.message if isinstance(exc, TOTPError) else "Enter the code."}
+    except RateLimitedError as exc:
+        message, status = exc.message, 429
+    else:
+        return _signed_in(session)
+    return render(request.app.state.templates, request, "login_2fa.html", status=status, errors=errors, message=message)
+
+
+@post("/logout", guards=[authenticated], name="logout", opt={PENDING_OK: True})
 async def logout(request: Request) -> Response:
     await _services(request).auth.logout(principal_of(request), request.scope[CLIENT])
     response = _redirect("/login")
@@ -113,4 +153,4 @@ async def logout(request: Request) -> Response:
     return response
 
 
-ROUTES = [root, setup_page, setup_submit, login_page, login_submit, logout]
+ROUTES = [root, setup_page, setup_submit, login_page, login_submit, login_2fa_page, login_2fa_submit, logout]

@@ -1,0 +1,230 @@
+"""ApiKeyService: create, list, revoke and authenticate API keys (ACL-2).
+
+Key format: `op_<id>_<secret>`: id = 12 lowercase hex characters (public, shown in
+lists), secret = 43 base64url characters (256 bits from the CSPRNG). Stored:
+HMAC-SHA-256(pepper, whole key). See the package docstring for the invariants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+
+from appliance.access import queries
+from appliance.access.models import ApiKey, ApiPrincipal, IssuedApiKey
+from appliance.audit import log as audit
+from appliance.audit.models import Actor
+from appliance.clock import Clock
+from appliance.config import AccessConfig
+from appliance.errors import ConflictError, NotFoundError, OutpostError, PermissionDeniedError, ValidationError
+
+PREFIX = "op_"
+ID_HEX = 12
+SECRET_CHARS = 43  # base64url of 32 bytes, unpadded
+KEY_LENGTH = len(PREFIX) + ID_HEX + 1 + SECRET_CHARS
+_KEY_RE = re.compile(rf"op_([0-9a-f]{{{ID_HEX}}})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})")
+_ID_RE = re.compile(rf"[0-9a-f]{{{ID_HEX}}}")
+LAST_USED_GRANULARITY = 30.0  # seconds: bounds last-used writes to one per key per half minute
+_DUMMY_MAC = b"\x00" * 32
+NAME_MAX = 64
+
+_MESSAGES = {
+    "missing": "This API needs an API key in the header 'Authorization: Bearer op_<id>_<secret>'.",
+    "scheme": "Send the API key as 'Authorization: Bearer op_<id>_<secret>'; other schemes are not accepted.",
+    "prefix": "This is not an Outpost API key: keys start with 'op_'.",
+    "length": f"This API key has the wrong length: Outpost keys are {KEY_LENGTH} characters.",
+    "format": "This API key is malformed: expected op_<12 hex characters>_<43 base64url characters>.",
+    "unknown": "This API key is not valid: unknown key or wrong secret.",
+    "revoked": "This API key has been revoked.",
+    "expired": "This API key has expired; create a new one.",
+    "disabled": "The account that owns this API key is disabled.",
+    "owner_role": "The owner's current role no longer allows this key's role; create a new key.",
+}
+
+
+class ApiKeyError(OutpostError):
+    code = "api_key_error"
+
+
+class InvalidApiKeyError(ApiKeyError):
+    """The presented key cannot be used; `reason` is one of _MESSAGES' keys (audited, not secret)."""
+
+    code = "invalid_api_key"
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(_MESSAGES[reason], details={"reason": reason})
+        self.reason = reason
+
+
+class KeyEscalationError(ApiKeyError, PermissionDeniedError):
+    code = "role_not_allowed"
+    status = 403
+
+
+def parse_key(token: str) -> tuple[str, str]:
+    """(id, secret) of a well-formed key; InvalidApiKeyError naming what is wrong otherwise."""
+    if not token.startswith(PREFIX):
+        raise InvalidApiKeyError("prefix")
+    if len(token) != KEY_LENGTH:
+        raise InvalidApiKeyError("length")
+    match = _KEY_RE.fullmatch(token)
+    if match is None:
+        raise InvalidApiKeyError("format")
+    return match[1], match[2]
+
+
+def rank_grantable(creator_rank: int, role_rank: int) -> bool:
+    return role_rank <= creator_rank
+
+
+class ApiKeyService:
+    def __init__(self, db, config: AccessConfig, clock: Clock, pepper: bytes,
+                 grantable: Callable[[str, str], bool] | None = None) -> None:
+        """`grantable(holder_role, key_role)`: may a holder of one role hold a key of the other?
+        The composition root passes a permission-subset check (roles are not a strict chain:
+        an operator must not mint an auditor key); role ranks are checked as well."""
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._pepper = pepper
+        self._grantable = grantable or (lambda holder, role: True)
+
+    def _mac(self, plaintext: str) -> bytes:
+        return hmac.new(self._pepper, plaintext.encode("ascii"), hashlib.sha256).digest()
+
+    # ---- create ---------------------------------------------------------------------
+
+    def _check_input(self, name: str, role: str, days: int | None, roles: list[str]) -> int:
+        errors = {}
+        if not name.strip():
+            errors["name"] = "Give the key a name that says what uses it, e.g. 'backup script'."
+        elif len(name) > NAME_MAX:
+            errors["name"] = f"At most {NAME_MAX} characters."
+        elif not name.isprintable():
+            errors["name"] = "Use printable characters only."
+        if role not in roles:
+            errors["role"] = f"Choose one of: {', '.join(roles)}."
+        days = self.config.api_key_default_days if days is None else days
+        if not 1 <= days <= self.config.api_key_max_days:
+            errors["expires_days"] = f"Choose between 1 and {self.config.api_key_max_days} days."
+        if errors:
+            raise ValidationError("Please correct the highlighted fields.", details=errors)
+        return days
+
+    async def create(self, *, owner_id: int, name: str, role: str, days: int | None, actor: Actor) -> IssuedApiKey:
+        """A new key for owner_id (the signed-in creator), whose role must cover `role`."""
+        roles = await self.db.read(queries.list_roles)
+        days = self._check_input(name, role, days, roles)
+        name = name.strip()
+        now = self.clock.now()
+        key_id, secret = secrets.token_hex(ID_HEX // 2), secrets.token_urlsafe(32)
+        plaintext = f"{PREFIX}{key_id}_{secret}"
+        mac = self._mac(plaintext)
+
+        def job(conn):
+            owner = queries.get_owner(conn, owner_id)
+            if owner is None or owner[2]:
+                raise NotFoundError("Your account no longer exists or is disabled.")
+            refusal = self._escalation(conn, owner[1], role)
+            if refusal:
+                return refusal
+            if queries.count_live_keys(conn, owner_id, now) >= self.config.api_keys_per_user:
+                raise ConflictError(f"You already hold {self.config.api_keys_per_user} live API keys; revoke one first.",
+                                    details={"limit": self.config.api_keys_per_user})
+            queries.insert_key(conn, key_id=key_id, user_id=owner_id, name=name, role=role, secret_mac=mac, now=now,
+                               expires_at=now + days * 86400)
+            audit.record(conn, ts=now, action="apikey.create", actor=actor, target=f"apikey:{key_id}",
+                         details={"name": name, "role": role, "days": days, "owner": owner[0]})
+            return queries.get_key(conn, key_id)
+
+        result = await self.db.write(job)
+        if isinstance(result, str):
+            await self.db.write(lambda conn: audit.record(
+                conn, ts=now, action="apikey.create", actor=actor, outcome="denied", target=f"user:{owner_id}",
+                details={"role": role, "reason": result}))
+            raise KeyEscalationError(f"Your role does not allow creating a key with the role {role}.",
+                                     details={"role": f"Your role does not allow the role {role}."})
+        return IssuedApiKey(key=result, plaintext=plaintext)
+
+    def _escalation(self, conn, creator_role: str, role: str) -> str | None:
+        creator_rank, role_rank = queries.get_role_rank(conn, creator_role), queries.get_role_rank(conn, role)
+        if creator_rank is None or role_rank is None or not rank_grantable(creator_rank, role_rank):
+            return "role ranks above the creator's"
+        if not self._grantable(creator_role, role):
+            return "role has permissions the creator lacks"
+        return None
+
+    # ---- list and revoke ------------------------------------------------------------
+
+    async def list_keys(self, owner_id: int | None) -> list[ApiKey]:
+        """Keys of one owner, or every key (None: admins)."""
+        return await self.db.read(lambda conn: queries.list_keys(conn, owner_id))
+
+    async def get(self, key_id: str, *, viewer_id: int, see_all: bool) -> ApiKey:
+        """One key, if the viewer owns it or may see all; otherwise NotFound (no existence oracle)."""
+        key = await self.db.read(lambda conn: queries.get_key(conn, key_id)) if _ID_RE.fullmatch(key_id) else None
+        if key is None or (key.user_id != viewer_id and not see_all):
+            raise NotFoundError("No such API key.")
+        return key
+
+    async def revoke(self, key_id: str, *, by_user_id: int, revoke_any: bool, actor: Actor) -> ApiKey:
+        """Revoke now; the next request with the key fails. Other users' keys look absent."""
+        now = self.clock.now()
+
+        def job(conn):
+            key = queries.get_key(conn, key_id) if _ID_RE.fullmatch(key_id) else None
+            if key is None:
+                return None
+            if key.user_id != by_user_id and not revoke_any:
+                return "foreign"
+            if queries.update_revoked(conn, key_id, now):
+                audit.record(conn, ts=now, action="apikey.revoke", actor=actor, target=f"apikey:{key_id}",
+                             details={"name": key.name, "owner": key.username})
+            return queries.get_key(conn, key_id)
+
+        result = await self.db.write(job)
+        if result == "foreign":
+            await self.db.write(lambda conn: audit.record(
+                conn, ts=now, action="apikey.revoke", actor=actor, outcome="denied", target=f"apikey:{key_id}",
+                details={"reason": "not the owner"}))
+        if not isinstance(result, ApiKey):
+            raise NotFoundError("No such API key.")
+        return result
+
+    # ---- authentication ---------------------------------------------------------------
+
+    async def authenticate(self, token: str, source: str) -> ApiPrincipal:
+        """The principal for a presented key; InvalidApiKeyError (with a reason) otherwise.
+
+        Never cached: the row is read on every call, so revocation is immediate."""
+        key_id, _ = parse_key(token)
+        found = await self.db.read(lambda conn: queries.get_verifier(conn, key_id))
+        # Same HMAC and comparison whether or not the id exists.
+        matches = hmac.compare_digest(self._mac(token), found.secret_mac if found else _DUMMY_MAC)
+        if found is None or not matches:
+            raise InvalidApiKeyError("unknown")
+        now = self.clock.now()
+        if found.revoked_at is not None:
+            raise InvalidApiKeyError("revoked")
+        if now >= found.expires_at:
+            raise InvalidApiKeyError("expired")
+        if found.owner_disabled:
+            raise InvalidApiKeyError("disabled")
+        if found.key_role != found.owner_role and (
+                found.key_rank > found.owner_rank or not self._grantable(found.owner_role, found.key_role)):
+            raise InvalidApiKeyError("owner_role")
+        if found.last_used_at is None or now - found.last_used_at >= LAST_USED_GRANULARITY:
+            await self.db.write(lambda conn: queries.update_last_used(conn, key_id, now, source[:64]))
+        return ApiPrincipal(user_id=found.user_id, username=found.username, role=found.key_role, key_id=key_id,
+                            recent_auth=now, created_at=now, last_seen=now)
+
+    async def record_failure(self, reason: str, source: str, key_id: str = "") -> None:
+        """Audit a refused key (the reason and public id only, never the presented secret)."""
+        now = self.clock.now()
+        await self.db.write(lambda conn: audit.record(
+            conn, ts=now, action="apikey.auth.failure", actor=Actor(type="anonymous", name="", source=source),
+            outcome="failure", target=f"apikey:{key_id}" if key_id else "", details={"reason": reason}))

@@ -1,0 +1,84 @@
+"""API keys, the principal an API request acts as, and allow-list records (no I/O)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key as listed to its owner and admins: never the secret or its MAC."""
+
+    id: str
+    user_id: int
+    username: str
+    name: str
+    role: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    last_used_at: float | None
+    last_used_ip: str
+
+    @property
+    def prefix(self) -> str:
+        """The public part of the key, as the owner sees it in their scripts."""
+        return f"op_{self.id}_"
+
+    def state(self, now: float) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if now >= self.expires_at else "active"
+
+
+class IssuedApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A key just created: `plaintext` is shown once and never again."""
+
+    key: ApiKey
+    plaintext: str
+
+
+class KeyVerifier(msgspec.Struct, frozen=True, kw_only=True):
+    """What authentication needs: only access's own queries return it."""
+
+    id: str
+    user_id: int
+    username: str
+    key_role: str
+    owner_role: str
+    key_rank: int
+    owner_rank: int
+    secret_mac: bytes
+    expires_at: float
+    revoked_at: float | None
+    owner_disabled: bool
+    last_used_at: float | None
+    last_used_ip: str
+
+
+class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who an API request acts as: the key's owner, limited to the key's role.
+
+    Carries the same attributes as auth's session Principal, so `permission(...)`
+    guards and the auth services apply unchanged. `recent_auth` is the time the key
+    was checked: every request presents the full 256-bit secret, and minting the key
+    needed a step-up, so admin keys can do what a freshly re-authenticated admin can
+    (keep them short-lived). `session_hash` is empty: an API request has no session."""
+
+    user_id: int
+    username: str
+    role: str
+    key_id: str
+    recent_auth: float
+    session_hash: bytes = b""
+    csrf_token: str = ""
+    must_change_password: bool = False
+    created_at: float = 0.0
+    last_seen: float = 0.0
+    handle: str = ""
+    totp_enabled: bool = False
+    needs_totp_enrolment: bool = False
+    kind: str = "api_key"
+
+    @property
+    def pending_step(self) -> str | None:
+        return None

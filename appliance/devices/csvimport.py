@@ -1,0 +1,190 @@
+"""CSV import of devices (DEV-1): every row valid and imported, or nothing at all.
+
+Format: UTF-8 (with or without BOM), comma separated, a header row. Columns:
+  name, address                 required
+  port, tags, poll_interval, enabled, notes, legacy_algorithms, host_key   optional
+  credential                    name of an existing credential, or
+  username + password | private_key [+ passphrase]   a new credential named after the device
+Tags inside one cell are separated by spaces or semicolons.
+
+Invariants: a refused file writes no device and no credential (validation and the
+writes run in one `db.write` job; a refused import writes only its audit record);
+errors name the line and the column and never quote a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+from appliance.audit import log as audit
+from appliance.audit.models import Actor
+from appliance.devices import queries
+from appliance.devices.models import CredentialInput, DeviceInput, ImportResult, ImportRowError
+
+MAX_BYTES = 512 * 1024
+MAX_ROWS = 2000
+REQUIRED = ("name", "address")
+OPTIONAL = ("port", "tags", "poll_interval", "enabled", "notes", "legacy_algorithms", "host_key", "credential",
+            "username", "password", "private_key", "passphrase")
+COLUMNS = REQUIRED + OPTIONAL
+
+
+class _Row:
+    __slots__ = ("line", "device", "credential", "facts", "credential_name")
+
+    def __init__(self, line, device, credential, facts, credential_name):
+        self.line, self.device, self.credential, self.facts, self.credential_name = (
+            line, device, credential, facts, credential_name)
+
+
+def _refuse(message: str, rows: int = 0, line: int = 0) -> ImportResult:
+    return ImportResult(ok=False, rows=rows, imported=0, message=message,
+                        errors=[ImportRowError(line=line, errors={"file": message})])
+
+
+def decode(data: bytes) -> tuple[str | None, ImportResult | None]:
+    """The file's text, or a refusal naming the line with the bad bytes."""
+    if len(data) > MAX_BYTES:
+        return None, _refuse(f"The file is larger than {MAX_BYTES // 1024} KiB; split it into smaller files.")
+    if not data.strip():
+        return None, _refuse("The file is empty.")
+    if b"\x00" in data:
+        return None, _refuse("The file contains NUL bytes; save it as UTF-8 text (CSV).",
+                             line=data[:data.index(b"\x00")].count(b"\n") + 1)
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        return None, _refuse(f"Line {line} is not valid UTF-8; save the file as UTF-8 (CSV UTF-8 in spreadsheet programs).",
+                             line=line)
+
+
+def parse(service, text: str) -> tuple[list[_Row], list[ImportRowError], int]:
+    """Validate every row (CPU work: keys are parsed); returns rows, errors and the row count."""
+    from appliance.devices.service import check_credential
+
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return [], [ImportRowError(line=1, errors={"file": "The file has no header row."})], 0
+    except csv.Error as exc:
+        return [], [ImportRowError(line=1, errors={"file": f"The header row is not valid CSV ({exc})."})], 0
+    problems = {}
+    if missing := [c for c in REQUIRED if c not in header]:
+        problems["header"] = f"Missing column(s): {', '.join(missing)}."
+    if unknown := [c for c in header if c not in COLUMNS]:
+        problems["header"] = (problems.get("header", "") + f" Unknown column(s): {', '.join(unknown[:5])}; "
+                              f"allowed: {', '.join(COLUMNS)}.").strip()
+    if len(set(header)) != len(header):
+        problems["header"] = "A column appears twice in the header."
+    if problems:
+        return [], [ImportRowError(line=1, errors=problems)], 0
+    rows: list[_Row] = []
+    errors: list[ImportRowError] = []
+    names: dict[str, int] = {}
+    count = 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(ImportRowError(line=line, errors={"row": f"Not valid CSV ({exc})."}))
+            break
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines are allowed
+        count += 1
+        if count > MAX_ROWS:
+            return [], [ImportRowError(line=line, errors={"file": f"More than {MAX_ROWS} rows; split the file."})], count
+        if len(record) != len(header):
+            errors.append(ImportRowError(line=line, errors={
+                "row": f"This row has {len(record)} column(s); the header has {len(header)}."}))
+            continue
+        cells = dict(zip(header, record))
+        row_errors, row = _row(service, check_credential, cells, line)
+        if row is not None:
+            key = row.device.name.lower()
+            if key in names:
+                row_errors["name"] = f"The name is used again on line {names[key]}."
+            names.setdefault(key, line)
+        if row_errors:
+            errors.append(ImportRowError(line=line, errors=row_errors))
+        elif row is not None:
+            rows.append(row)
+    if count == 0 and not errors:
+        errors.append(ImportRowError(line=2, errors={"file": "The file has a header but no devices."}))
+    return rows, errors, count
+
+
+def _row(service, check_credential, cells: dict, line: int):
+    cells = {k: v for k, v in cells.items() if v.strip()}  # an empty cell means "the default"
+    cells["tags"] = (cells.get("tags") or "").replace(";", " ")
+    device, errors = service.parse_device(cells)
+    credential = facts = None
+    credential_name = (cells.get("credential") or "").strip()
+    username = (cells.get("username") or "").strip()
+    has_secret = bool(cells.get("password") or cells.get("private_key"))
+    if credential_name and (username or has_secret):
+        errors["credential"] = "Give either an existing credential's name or a user name with a secret, not both."
+    elif username or has_secret:
+        kind = "key" if cells.get("private_key") else "password"
+        if cells.get("password") and cells.get("private_key"):
+            errors["password"] = "Give a password or a private key, not both."
+        credential, facts, cred_errors = check_credential(CredentialInput(
+            name=device.name or "device", username=username, kind=kind, password=cells.get("password") or None,
+            private_key=cells.get("private_key") or None, passphrase=cells.get("passphrase") or None))
+        errors.update(cred_errors)
+    return errors, _Row(line, device, credential, facts, credential_name or None)
+
+
+def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float):
+    def job(conn):
+        found = list(errors)
+        for row in rows:
+            problems = {}
+            if queries.get_device_id_by_name(conn, row.device.name) is not None:
+                problems["name"] = "A device with this name already exists."
+            if row.credential_name and queries.get_credential_id_by_name(conn, row.credential_name) is None:
+                problems["credential"] = "No credential has this name."
+            if row.credential and queries.get_credential_id_by_name(conn, row.credential.name) is not None:
+                problems["username"] = (f"A credential named {row.credential.name!r} already exists; "
+                                        "use the credential column to assign it.")
+            if problems:
+                found.append(ImportRowError(line=row.line, errors=problems))
+        if found:
+            found.sort(key=lambda e: e.line)
+            audit.record(conn, ts=now, action="device.import", actor=actor, outcome="failure",
+                         details={"rows": count, "rows_with_errors": len(found)})
+            return ImportResult(ok=False, rows=count, imported=0, errors=found,
+                                message=f"Nothing was imported: {len(found)} row(s) have problems.")
+        ids = []
+        for row in rows:
+            cred_id = (queries.get_credential_id_by_name(conn, row.credential_name) if row.credential_name else
+                       service._insert_credential(conn, row.credential, row.facts, actor, now) if row.credential else None)
+            data = DeviceInput(**{**{f: getattr(row.device, f) for f in row.device.__struct_fields__},
+                                  "credential_id": cred_id})
+            ids.append(service._insert(conn, data, actor, now))
+        audit.record(conn, ts=now, action="device.import", actor=actor, details={"rows": count, "imported": len(ids)})
+        return ImportResult(ok=True, rows=count, imported=len(ids), errors=[],
+                            message=f"Imported {len(ids)} device(s)."), ids
+    return job
+
+
+async def run(service, data: bytes, actor: Actor) -> ImportResult:
+    text, refusal = decode(data)
+    now = service.clock.now()
+    if refusal is None:
+        rows, errors, count = await asyncio.to_thread(parse, service, text)
+    else:
+        rows, errors, count = [], refusal.errors, 0
+    result = await service.db.write(_write(service, rows, errors, count, actor, now))
+    if isinstance(result, tuple):
+        result, ids = result
+        service._notify(ids)
+    elif refusal is not None:
+        result = ImportResult(ok=False, rows=0, imported=0, errors=refusal.errors, message=refusal.message)
+    return result

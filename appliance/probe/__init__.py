@@ -1,0 +1,13 @@
+"""The SSH probe: scheduling polls, checks, status, alerts and time series (PROBE-1..6).
+
+Invariants (what must never happen):
+- A device whose host key does not match its pin is never authenticated to; it
+  stays "host key changed" with an open alert until an operator re-pins (DEV-3).
+- No unbounded queue: polls run through a fixed-size semaphore and at most one poll
+  per device is ever in flight; a late device is skipped, not queued twice.
+- A device cannot stall the probe: connect, login and every command are bounded
+  in time, and command output is bounded in bytes.
+- Device output never reaches the audit log; on-demand runs audit only the
+  command's name (its first word) and the outcome.
+- Every status change is recorded as an event in the same transaction as the new state.
+"""

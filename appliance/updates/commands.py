@@ -1,0 +1,155 @@
+"""`outpost update verify|apply|status|rollback` and `outpost run-slot` (wired by cli.py).
+
+The CLI layer hands in how to load the config and open the database (cli -> app), so
+this module stays inside the updates capability. Audit records are written by opening
+the database for each record: the launcher may restore a snapshot over the file while
+an `update apply` waits, and a long-open connection would write into the replaced file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from appliance.errors import OutpostError
+from appliance.updates import launcher, roots
+from appliance.updates.apply import Updater
+
+EXIT_ERROR = 1
+
+
+def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    upd = sub.add_parser("update", help="verify, apply or roll back a signed update bundle (USB)",
+                         description="Signed updates (UPD-1..3). The bundle is copied to staging, verified there, "
+                                     "installed into the inactive slot, switched to atomically and health-gated.")
+    usub = upd.add_subparsers(dest="update_command", required=True, metavar="ACTION")
+    p = usub.add_parser("verify", help="copy FILE to staging and verify it; change nothing",
+                        description="Copy FILE to staging, verify signatures, versions, sizes and hashes; print the "
+                                    "result and remove the staged copy. Exit 1 with the reason if refused.")
+    common(p)
+    p.add_argument("file", type=Path, metavar="FILE")
+    p = usub.add_parser("apply", help="verify FILE, install it into the inactive slot and switch to it",
+                        description="Stage and verify FILE, install it into the inactive slot, snapshot the database, "
+                                    "switch atomically and ask the launcher to restart; the launcher's health gate "
+                                    "rolls back automatically if the new version does not come up.")
+    common(p)
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for the health gate result")
+    p = usub.add_parser("status", help="installed, previous and pending versions", description="Show update state.")
+    common(p)
+    p = usub.add_parser("rollback", help="return to the previous slot and its database snapshot",
+                        description="Switch back to the previous slot and restore the database snapshot taken "
+                                    "before the update (done by the launcher, or here if none runs).")
+    common(p)
+    p = sub.add_parser("run-slot", help="run the current slot under the update launcher (health gate, rollback)",
+                       description="Start <install_root>/current/outpost serve with the same options, restart it on "
+                                   "SIGHUP (sent by update apply) and run the health gate after a switch.")
+    common(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="passed on to serve")
+
+
+def _updater(cfg, open_db, actor_name: str, say=print) -> Updater:
+    data_dir = Path(cfg.store.data_dir).absolute()
+    staging = Path(cfg.updates.staging_dir) if cfg.updates.staging_dir else data_dir / "updates" / "staging"
+    return Updater(install_root=Path(cfg.updates.install_root), staging_dir=staging, trust=roots.builtin(),
+                   max_bundle_bytes=cfg.updates.max_bundle_bytes, health_timeout=cfg.updates.health_timeout_seconds,
+                   audit=_auditor(open_db, actor_name), say=say)
+
+
+def _auditor(open_db, actor_name: str):
+    from appliance.audit import log as audit
+    from appliance.audit.models import Actor
+
+    def record(action: str, outcome: str, details: dict) -> None:
+        db = open_db()
+        try:
+            db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action=action, outcome=outcome,
+                                                    actor=Actor(type="system", name=actor_name, source="local"),
+                                                    details=details))
+        finally:
+            db.close()
+    return record
+
+
+def _print_status(st) -> None:
+    print(f"installed: {st.installed} (slot {st.installed_slot or '-'})")
+    print(f"previous:  {st.previous or '-'}")
+    print(f"pending:   {st.pending or '-'}{' (' + st.phase + ')' if st.pending else ''}")
+    if st.last_result:
+        print(f"last:      {st.last_result}{': ' + st.last_reason if st.last_reason else ''}")
+
+
+def run(args, load_config, open_db) -> int:
+    cfg = load_config(args)
+    user = f"cli:{os.environ.get('USER', 'cli')}"
+    say = lambda s: print(s, flush=True)  # noqa: E731 (steps are printed as they start)
+    if args.command == "run-slot":
+        return _run_slot(args, cfg, open_db, say)
+    updater = _updater(cfg, lambda: open_db(args), user, say)
+    if args.update_command == "status":
+        _print_status(updater.status())
+        return 0
+    if args.update_command == "verify":
+        v = updater.verify_only(args.file)
+        print(f"ok: {args.file} is outpost {v.manifest.version}, signed by {', '.join(v.manifest.key_ids)}; "
+              f"it upgrades from {v.manifest.min_version} or later")
+        return 0
+    if args.update_command == "rollback":
+        st = updater.request_rollback()
+        if not updater.signal_launcher():
+            launcher.finish_rollback(updater.layout, Path(cfg.store.data_dir).absolute(), updater.audit)
+        else:
+            updater.wait_idle()
+        _print_status(updater.status())
+        return 0
+    data_db = lambda dest: _snapshot(open_db(args), dest)  # noqa: E731
+    st = updater.apply(args.file, data_db, wait=not args.no_wait)
+    _print_status(st)
+    if st.last_result == "rolled back":
+        updater.audit("update.health", "failure", {"version": st.pending or "", "reason": st.last_reason[:200]})
+        print(f"outpost: error: the update was rolled back: {st.last_reason}", file=sys.stderr)
+        return EXIT_ERROR
+    if st.last_result.startswith("installed"):
+        try:
+            updater.audit("update.health", "success", {"version": st.installed})
+        except OutpostError:
+            pass  # the new version may have migrated past this program's schema; its gate result is in state.json
+    return 0
+
+
+def _snapshot(db, dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        db.snapshot(dest)
+    finally:
+        db.close()
+
+
+def _run_slot(args, cfg, open_db, say) -> int:
+    serve_args = ["--data-dir", str(Path(cfg.store.data_dir).absolute())]
+    if args.config:
+        serve_args += ["--config", str(Path(args.config).absolute())]
+    host, port = cfg.web.listen_host, cfg.web.listen_port
+    if args.listen:
+        serve_args += ["--listen", args.listen]
+        host, _, port_text = args.listen.rpartition(":")
+        host, port = host.strip("[]"), int(port_text)
+    if args.allow_root:
+        serve_args.append("--allow-root")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+
+    def audit(action, outcome, details):
+        try:
+            _auditor(lambda: open_db(args), "launcher")(action, outcome, details)
+        except OutpostError as exc:
+            say(f"audit record {action} not written: {exc.message}")
+
+    from appliance.updates import slots
+    return launcher.Launcher(slots.Layout(Path(cfg.updates.install_root)), data_dir=Path(cfg.store.data_dir).absolute(),
+                             serve_args=serve_args, host=host, port=port,
+                             health_timeout=cfg.updates.health_timeout_seconds, audit=audit, say=say).run()

@@ -1,0 +1,54 @@
+"""Shared pieces of the REST API (API-1): the error shape, the acting principal, time format.
+
+Handlers are thin: parse (msgspec Structs), call a capability service, return a Struct.
+Errors are raised as OutpostError subclasses and rendered by web/errors.py in the one
+shape `{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from appliance.audit.models import Actor
+from appliance.clock import iso
+from appliance.web.security import CLIENT, PRINCIPAL
+
+MAX_LIMIT = 500
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Every API error: a stable machine code, a plain-words message, and field details."""
+
+    error: ErrorInfo
+
+
+def services(request: Request):
+    return request.app.state.services
+
+
+def principal(request: Request):
+    return request.scope.get(PRINCIPAL)
+
+
+def client(request: Request) -> str:
+    return request.scope.get(CLIENT, "unknown")
+
+
+def actor(request: Request) -> Actor:
+    """The audit actor: an API key's owner (actor_type api_key) or a signed-in user."""
+    who = principal(request)
+    kind = "api_key" if getattr(who, "kind", "") == "api_key" else "user"
+    return Actor(type=kind, name=who.username, source=client(request))
+
+
+def when(ts: float | None) -> str | None:
+    return None if ts is None else iso(ts)

@@ -1,0 +1,63 @@
+"""/api/v1/settings (AUTH-3..7, ACL-3): the security policy and the IP allow list.
+
+Changing either is a sensitive action: the auth service enforces step-up for the
+policy; the allow list refuses a list that would lock out the caller's own address.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Request, get, put
+
+from appliance.auth.models import SecurityPolicy
+from appliance.web.api.common import actor, client, principal, services
+from appliance.web.guards import permission
+
+
+class AllowListOut(msgspec.Struct, frozen=True, kw_only=True):
+    """CIDR networks allowed to reach the appliance; empty: every address."""
+
+    networks: list[str]
+
+
+class AllowListIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    networks: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=256)]
+
+
+class SettingsOut(msgspec.Struct, frozen=True, kw_only=True):
+    security: SecurityPolicy
+    ip_allowlist: list[str]
+
+
+@get("/api/v1/settings", guards=[permission("settings.security")], name="api_settings", tags=["settings"],
+     summary="Read the security settings")
+async def read_settings(request: Request) -> SettingsOut:
+    svc = services(request)
+    return SettingsOut(security=svc.auth.policy, ip_allowlist=[str(n) for n in svc.allowlist.networks()])
+
+
+@put("/api/v1/settings/security", guards=[permission("settings.security")], name="api_settings_security",
+     tags=["settings"], summary="Replace the security policy",
+     description="Password, 2FA, session and lockout policy; each field is validated with a plain-words message.")
+async def update_security(request: Request, data: SecurityPolicy) -> SecurityPolicy:
+    return await services(request).auth.update_policy(principal(request), data, source=client(request))
+
+
+@get("/api/v1/settings/ip-allowlist", guards=[permission("settings.allowlist")], name="api_allowlist_read",
+     tags=["settings"], summary="Read the IP allow list")
+async def read_allowlist(request: Request) -> AllowListOut:
+    return AllowListOut(networks=[str(n) for n in services(request).allowlist.networks()])
+
+
+@put("/api/v1/settings/ip-allowlist", guards=[permission("settings.allowlist")], name="api_allowlist_update",
+     tags=["settings"], summary="Replace the IP allow list",
+     description="CIDR v4/v6 networks or single addresses; an empty list allows everyone. "
+                 "A list that leaves out your own address is refused (self-lockout guard).")
+async def update_allowlist(request: Request, data: AllowListIn) -> AllowListOut:
+    saved = await services(request).allowlist.replace(data.networks, caller=client(request), actor=actor(request))
+    return AllowListOut(networks=[str(n) for n in saved])
+
+
+ROUTES = [read_settings, update_security, read_allowlist, update_allowlist]

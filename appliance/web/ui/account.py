@@ -1,0 +1,254 @@
+"""My account: password, two-factor sign-in, sessions, re-authentication (AUTH-3, -5..8).
+
+Thin handlers over AuthService. Routes a user must reach while a password change or
+2FA set-up is pending carry `opt={PENDING_OK: True}`; everything else redirects there
+(guards.PendingStepError). Sensitive actions raise ReauthRequiredError, which sends
+browsers to /reauth and back (`step_redirect`).
+"""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import quote
+
+import segno
+from litestar import Request, Response, get, post
+
+from appliance.auth.errors import ReauthRequiredError
+from appliance.crypto.totp import TOTPError
+from appliance.errors import ConflictError, OutpostError, RateLimitedError, ValidationError
+from appliance.web.cookies import session_cookie
+from appliance.web.errors import outpost_error, wants_json
+from appliance.web.guards import PENDING_OK, PendingStepError, authenticated, principal_of
+from appliance.web.render import render
+from appliance.web.security import CLIENT, PRINCIPAL
+
+MAX_FIELD = 4096  # longer form fields are refused before any work is done
+PENDING = {PENDING_OK: True}
+
+
+def redirect(location: str) -> Response:
+    return Response(b"", status_code=303, headers={"Location": location})
+
+
+def safe_next(value: str | None, default: str = "/dashboard") -> str:
+    """A same-site path to return to (never another origin: no open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
+        return default
+    return value
+
+
+def text(form, name: str, errors: dict | None = None) -> str:
+    """A form field as bounded text; ValidationError naming the field otherwise."""
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise ValidationError("Please correct the highlighted fields.", details={name: "Expected text."})
+    if len(value) > MAX_FIELD:
+        raise ValidationError("Please correct the highlighted fields.",
+                              details={name: f"Far too long: at most {MAX_FIELD} characters."})
+    return value
+
+
+def services(request: Request):
+    return request.app.state.services
+
+
+def source(request: Request) -> str:
+    return request.scope[CLIENT]
+
+
+def agent(request: Request) -> str:
+    return request.headers.get("user-agent", "")
+
+
+def page(request: Request, template: str, *, status: int = 200, **context) -> Response:
+    return render(request.app.state.templates, request, template, status=status, **context)
+
+
+def with_session(response: Response, session) -> Response:
+    """Set the rotated session cookie (new id after a privilege change)."""
+    response.set_cookie(session_cookie(session.token))
+    return response
+
+
+def step_redirect(request: Request, exc: OutpostError) -> Response:
+    """Browsers: pending step -> its page; step-up needed -> /reauth?next=<here>. Others: JSON error."""
+    if wants_json(request) or request.headers.get("hx-request"):
+        return outpost_error(request, exc)
+    if isinstance(exc, PendingStepError):
+        return redirect(exc.location)
+    back = request.url.path if request.method == "GET" else page_of_action(request.url.path)
+    if request.url.query and request.method == "GET":
+        back += "?" + request.url.query
+    return redirect("/reauth?next=" + quote(safe_next(back, "/account"), safe=""))
+
+
+_ACTIONS = ("role", "disable", "enable", "unlock", "reset-password", "reset-2fa", "start", "confirm", "recovery",
+            "revoke", "revoke-all", "revoke-others", "sessions")
+
+
+def page_of_action(path: str) -> str:
+    """The page a form posting to `path` lives on (browsers send no Referer here:
+    Referrer-Policy no-referrer), e.g. /users/5/role -> /users/5; /users -> /users."""
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 2 and parts[-1] in _ACTIONS:
+        parts.pop()
+    return "/".join(parts) or "/"
+
+
+EXCEPTION_HANDLERS = {PendingStepError: step_redirect, ReauthRequiredError: step_redirect}
+
+
+# ---- overview and password ------------------------------------------------------------
+
+@get("/account", guards=[authenticated], name="account")
+async def account(request: Request) -> Response:
+    principal = principal_of(request)
+    auth = services(request).auth
+    notice = "Your password was changed; your other sessions were signed out." \
+        if request.query_params.get("changed") == "password" else ""
+    return page(request, "account/index.html", user=await auth.get_user(principal, principal.user_id),
+                codes_left=await auth.recovery_codes_left(principal) if principal.totp_enabled else 0,
+                policy=auth.policy, request_notice=notice)
+
+
+@get("/account/password", guards=[authenticated], name="account_password", opt=PENDING)
+async def password_page(request: Request) -> Response:
+    return page(request, "account/password.html", errors={}, policy=services(request).auth.policy)
+
+
+@post("/account/password", guards=[authenticated], name="account_password_submit", opt=PENDING)
+async def password_submit(request: Request) -> Response:
+    principal = principal_of(request)
+    auth = services(request).auth
+    form = await request.form()
+    try:
+        session = await auth.change_password(principal, current=text(form, "current"), new=text(form, "new"),
+                                             confirm=text(form, "confirm"), source=source(request),
+                                             user_agent=agent(request))
+    except ValidationError as exc:
+        return page(request, "account/password.html", status=400, errors=exc.details, message=exc.message,
+                    policy=auth.policy)
+    except RateLimitedError as exc:
+        return page(request, "account/password.html", status=429, errors={}, message=exc.message, policy=auth.policy)
+    nxt = "/account/2fa" if session.principal.needs_totp_enrolment else "/account?changed=password"
+    return with_session(redirect(nxt), session)
+
+
+# ---- two-factor sign-in ------------------------------------------------------------------
+
+def qr_svg(uri: str) -> str:
+    """The otpauth URI as inline SVG markup, rendered locally by segno (no network).
+
+    segno's SVG carries only presentation attributes (no style attribute or element),
+    so the strict CSP (no inline style) holds."""
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(buffer, kind="svg", scale=5, border=4, xmldecl=False, svgns=True,
+                                    title="QR code for your authenticator app", nl=False)
+    return buffer.getvalue().decode()
+
+
+@get("/account/2fa", guards=[authenticated], name="account_2fa", opt=PENDING)
+async def totp_page(request: Request) -> Response:
+    return await _totp_view(request)
+
+
+async def _totp_view(request: Request, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
+    principal = principal_of(request)
+    auth = services(request).auth
+    pending = await auth.pending_totp_enrolment(principal)
+    return page(request, "account/2fa.html", status=status, pending=pending,
+                qr=qr_svg(pending.uri) if pending else "", errors=errors or {}, message=message,
+                codes_left=await auth.recovery_codes_left(principal) if principal.totp_enabled else 0,
+                required=principal.needs_totp_enrolment or auth._needs_enrolment(principal.role, False))
+
+
+@post("/account/2fa/start", guards=[authenticated], name="account_2fa_start", opt=PENDING)
+async def totp_start(request: Request) -> Response:
+    await services(request).auth.begin_totp_enrolment(principal_of(request), source=source(request))
+    return redirect("/account/2fa")
+
+
+@post("/account/2fa/confirm", guards=[authenticated], name="account_2fa_confirm", opt=PENDING)
+async def totp_confirm(request: Request) -> Response:
+    principal = principal_of(request)
+    form = await request.form()
+    try:
+        done = await services(request).auth.confirm_totp_enrolment(principal, code=text(form, "code"),
+                                                                   source=source(request), user_agent=agent(request))
+    except (TOTPError, ValidationError) as exc:
+        return await _totp_view(request, errors={"code": exc.message}, message="The code was not accepted.",
+                                  status=400)
+    except RateLimitedError as exc:
+        return await _totp_view(request, message=exc.message, status=429)
+    request.scope[PRINCIPAL] = done.session.principal  # render with the new session's CSRF token
+    response = page(request, "account/recovery.html", codes=done.recovery_codes, first=True)
+    return with_session(response, done.session)
+
+
+@post("/account/2fa/recovery", guards=[authenticated], name="account_2fa_recovery")
+async def totp_recovery(request: Request) -> Response:
+    try:
+        codes = await services(request).auth.regenerate_recovery_codes(principal_of(request), source=source(request))
+    except ConflictError as exc:
+        return await _totp_view(request, message=exc.message, status=409)
+    return page(request, "account/recovery.html", codes=codes, first=False)
+
+
+@post("/account/2fa/disable", guards=[authenticated], name="account_2fa_disable")
+async def totp_disable(request: Request) -> Response:
+    try:
+        session = await services(request).auth.disable_totp(principal_of(request), source=source(request),
+                                                            user_agent=agent(request))
+    except ConflictError as exc:
+        return await _totp_view(request, message=exc.message, status=409)
+    return with_session(redirect("/account/2fa"), session)
+
+
+# ---- sessions ------------------------------------------------------------------------------
+
+@get("/account/sessions", guards=[authenticated], name="account_sessions")
+async def sessions_page(request: Request) -> Response:
+    sessions = await services(request).auth.list_sessions(principal_of(request))
+    return page(request, "account/sessions.html", sessions=sessions, base="/account/sessions",
+                notice=request.query_params.get("done", "")[:40])
+
+
+@post("/account/sessions/{handle:str}/revoke", guards=[authenticated], name="account_session_revoke")
+async def session_revoke(request: Request, handle: str) -> Response:
+    principal = principal_of(request)
+    await services(request).auth.revoke_session(principal, handle, source=source(request))
+    if handle == principal.handle:
+        return redirect("/login")
+    return redirect("/account/sessions?done=revoked")
+
+
+@post("/account/sessions/revoke-others", guards=[authenticated], name="account_sessions_revoke_others")
+async def sessions_revoke_others(request: Request) -> Response:
+    await services(request).auth.revoke_other_sessions(principal_of(request), source=source(request))
+    return redirect("/account/sessions?done=others")
+
+
+# ---- re-authentication (step-up) -----------------------------------------------------------
+
+@get("/reauth", guards=[authenticated], name="reauth_page")
+async def reauth_page(request: Request) -> Response:
+    return page(request, "account/reauth.html", errors={}, next=safe_next(request.query_params.get("next")))
+
+
+@post("/reauth", guards=[authenticated], name="reauth_submit")
+async def reauth_submit(request: Request) -> Response:
+    form = await request.form()
+    nxt = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
+    try:
+        await services(request).auth.reauthenticate(principal_of(request), secret=text(form, "secret"),
+                                                    source=source(request))
+    except ValidationError as exc:
+        return page(request, "account/reauth.html", status=400, errors=exc.details, message=exc.message, next=nxt)
+    except RateLimitedError as exc:
+        return page(request, "account/reauth.html", status=429, errors={}, message=exc.message, next=nxt)
+    return redirect(nxt)
+
+
+ROUTES = [account, password_page, password_submit, totp_page, totp_start, totp_confirm, totp_recovery, totp_disable,
+          sessions_page, session_revoke, sessions_revoke_others, reauth_page, reauth_submit]

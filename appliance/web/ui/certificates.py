@@ -1,0 +1,113 @@
+"""Settings -> TLS certificates (TLS-2, TLS-4): what is served, import, rollback, regenerate.
+
+Thin: `tls.importer` validates, `TLSManager` swaps without dropping service. Every
+change needs a fresh step-up (AUTH-8, `recent_auth`, shared with the accounts pages):
+a stale session is sent to /reauth and back. Every change and every refused import is
+audited (CRT codes) right after the file change (files cannot join a DB transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
+
+from appliance.audit import log as audit
+from appliance.errors import OutpostError
+from appliance.tls import importer
+from appliance.web.api.common import actor
+from appliance.web.guards import permission, principal_of
+from appliance.web.ui.account import page, services, text
+
+TLS = permission("settings.tls")
+WARN_DAYS = 30
+
+
+def _page(request: Request, *, message: str = "", ok: str = "", warnings: list[str] | None = None,
+          status: int = 200) -> Response:
+    svc = services(request)
+    info = svc.tls.info()
+    days = (info.leaf_not_after - svc.clock.now()) / 86400
+    return page(request, "certificates/index.html", status=status, info=info, days_left=days, warn=days < WARN_DAYS,
+                message=message, ok=ok, warnings=warnings or [], step_up=svc.auth.has_recent_auth(principal_of(request)),
+                hostname=importer.configured_hostname(svc.config.web.hostname, socket.gethostname()))
+
+
+@get("/settings/certificates", guards=[TLS], name="certificates")
+async def certificates_page(request: Request) -> Response:
+    return _page(request)
+
+
+async def _upload(form, name: str) -> bytes | None:
+    value = form.get(name)
+    if isinstance(value, UploadFile):
+        data = await value.read()
+        return data or None
+    return None
+
+
+async def _audit(request: Request, action: str, *, outcome: str = "success", details: dict) -> None:
+    svc, who = services(request), actor(request)
+    now = svc.clock.now()
+    info = svc.tls.info()
+    await svc.db.write(lambda conn: audit.record(conn, ts=now, action=action, actor=who, outcome=outcome,
+                                                 target=info.leaf_subject[:200], details=details))
+
+
+@post("/settings/certificates/import", guards=[TLS], name="certificates_import")
+async def import_certificate(request: Request) -> Response:
+    svc = services(request)
+    svc.auth.require_recent_auth(principal_of(request))  # step-up: sends the browser to /reauth
+    form = await request.form()
+    hostname = importer.configured_hostname(svc.config.web.hostname, socket.gethostname())
+    try:
+        password = text(form, "password").encode() or None
+        p12, cert, key = await _upload(form, "p12"), await _upload(form, "cert"), await _upload(form, "key")
+        if p12 is not None and cert is None:
+            bundle = await asyncio.to_thread(importer.from_pkcs12, p12, password, hostname=hostname, now=time.time())
+        elif cert is not None and p12 is None:
+            bundle = await asyncio.to_thread(importer.from_pem, cert, key, password, hostname=hostname, now=time.time())
+        else:
+            raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) or a PKCS#12 file.")
+        events = await asyncio.to_thread(svc.tls.install_customer, bundle)
+    except OutpostError as exc:
+        await _audit(request, "tls.cert.import.refused", outcome="failure", details={"reason": exc.message[:300]})
+        return _page(request, message=f"Not imported: {exc.message}", status=400)
+    info = svc.tls.info()
+    for event in dict.fromkeys(events):
+        await _audit(request, event, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
+    return _page(request, ok="The certificate is installed; new connections use it now. The previous one is kept for "
+                             "rollback.", warnings=bundle.warnings)
+
+
+@post("/settings/certificates/rollback", guards=[TLS], name="certificates_rollback")
+async def rollback(request: Request) -> Response:
+    svc = services(request)
+    svc.auth.require_recent_auth(principal_of(request))
+    try:
+        events = await asyncio.to_thread(svc.tls.rollback)
+    except OutpostError as exc:
+        return _page(request, message=f"Not rolled back: {exc.message}", status=409)
+    info = svc.tls.info()
+    for event in dict.fromkeys(events):
+        await _audit(request, event, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
+    return _page(request, ok="Rolled back: new connections use the previous certificate.")
+
+
+@post("/settings/certificates/regenerate", guards=[TLS], name="certificates_regenerate")
+async def regenerate(request: Request) -> Response:
+    svc = services(request)
+    svc.auth.require_recent_auth(principal_of(request))
+    try:
+        await asyncio.to_thread(svc.tls.regenerate)
+    except OutpostError as exc:
+        return _page(request, message=f"Not regenerated: {exc.message}", status=500)
+    info = svc.tls.info()
+    await _audit(request, "tls.cert.regenerate", details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
+    return _page(request, ok="A new local certificate is served (issued by the appliance's own CA).")
+
+
+ROUTES = [certificates_page, import_certificate, rollback, regenerate]

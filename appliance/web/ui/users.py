@@ -1,0 +1,121 @@
+"""Users administration pages (ACL-1, AUTH-4, AUTH-5, AUTH-7): admins only.
+
+Every route needs `users.manage`; the service checks the same again (defence in
+depth) and refuses changes that would leave no active admin. Temporary passwords
+are shown once, in the response to the action that made them.
+"""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+
+from appliance.auth.errors import LastAdminError
+from appliance.auth.models import UserCreate, UserUpdate
+from appliance.auth.permissions import ROLES
+from appliance.errors import ValidationError
+from appliance.web.guards import permission, principal_of
+from appliance.web.ui.account import page, redirect, services, source, text
+
+MANAGE = permission("users.manage")
+
+
+async def _list(request: Request, *, status: int = 200, errors: dict | None = None, values: dict | None = None,
+                message: str = "", created=None) -> Response:
+    users = await services(request).auth.list_users(principal_of(request))
+    return page(request, "users/list.html", status=status, users=users, roles=ROLES, errors=errors or {},
+                values=values or {}, message=message, created=created, now=services(request).clock.now())
+
+
+@get("/users", guards=[MANAGE], name="users")
+async def users_page(request: Request) -> Response:
+    return await _list(request)
+
+
+@post("/users", guards=[MANAGE], name="users_create")
+async def users_create(request: Request) -> Response:
+    form = await request.form()
+    values = {}
+    try:
+        values = {"username": text(form, "username").strip(), "role": text(form, "role")}
+        created = await services(request).auth.create_user(principal_of(request), UserCreate(**values),
+                                                           source=source(request))
+    except ValidationError as exc:
+        return await _list(request, status=400, errors=exc.details, values=values, message=exc.message)
+    return await _list(request, created=created)
+
+
+async def _detail(request: Request, user_id: int, *, status: int = 200, message: str = "", notice: str = "",
+                  temporary=None) -> Response:
+    auth = services(request).auth
+    principal = principal_of(request)
+    user = await auth.get_user(principal, user_id)
+    sessions = await auth.list_sessions(principal, user_id)
+    return page(request, "users/detail.html", status=status, user=user, sessions=sessions, roles=ROLES,
+                message=message, notice=notice, temporary=temporary, now=services(request).clock.now())
+
+
+@get("/users/{user_id:int}", guards=[MANAGE], name="user_detail")
+async def user_detail(request: Request, user_id: int) -> Response:
+    return await _detail(request, user_id, notice=request.query_params.get("done", "")[:40])
+
+
+async def _update(request: Request, user_id: int, change: UserUpdate, done: str) -> Response:
+    try:
+        await services(request).auth.update_user(principal_of(request), user_id, change, source=source(request))
+    except (LastAdminError, ValidationError) as exc:
+        return await _detail(request, user_id, status=exc.status, message=exc.message)
+    return redirect(f"/users/{user_id}?done={done}")
+
+
+@post("/users/{user_id:int}/role", guards=[MANAGE], name="user_role")
+async def user_role(request: Request, user_id: int) -> Response:
+    form = await request.form()
+    try:
+        role = text(form, "role")
+    except ValidationError as exc:
+        return await _detail(request, user_id, status=400, message=exc.message)
+    return await _update(request, user_id, UserUpdate(role=role), "role")
+
+
+@post("/users/{user_id:int}/disable", guards=[MANAGE], name="user_disable")
+async def user_disable(request: Request, user_id: int) -> Response:
+    return await _update(request, user_id, UserUpdate(disabled=True), "disabled")
+
+
+@post("/users/{user_id:int}/enable", guards=[MANAGE], name="user_enable")
+async def user_enable(request: Request, user_id: int) -> Response:
+    return await _update(request, user_id, UserUpdate(disabled=False), "enabled")
+
+
+@post("/users/{user_id:int}/unlock", guards=[MANAGE], name="user_unlock")
+async def user_unlock(request: Request, user_id: int) -> Response:
+    await services(request).auth.unlock_user(principal_of(request), user_id, source=source(request))
+    return redirect(f"/users/{user_id}?done=unlocked")
+
+
+@post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password")
+async def user_reset_password(request: Request, user_id: int) -> Response:
+    temporary = await services(request).auth.reset_password(principal_of(request), user_id, source=source(request))
+    return await _detail(request, user_id, temporary=temporary)
+
+
+@post("/users/{user_id:int}/reset-2fa", guards=[MANAGE], name="user_reset_2fa")
+async def user_reset_2fa(request: Request, user_id: int) -> Response:
+    await services(request).auth.reset_totp(principal_of(request), user_id, source=source(request))
+    return redirect(f"/users/{user_id}?done=2fa")
+
+
+@post("/users/{user_id:int}/sessions/revoke-all", guards=[MANAGE], name="user_sessions_revoke")
+async def user_sessions_revoke(request: Request, user_id: int) -> Response:
+    await services(request).auth.revoke_other_sessions(principal_of(request), user_id, source=source(request))
+    return redirect(f"/users/{user_id}?done=sessions")
+
+
+@post("/users/{user_id:int}/sessions/{handle:str}/revoke", guards=[MANAGE], name="user_session_revoke")
+async def user_session_revoke(request: Request, user_id: int, handle: str) -> Response:
+    await services(request).auth.revoke_session(principal_of(request), handle, source=source(request))
+    return redirect(f"/users/{user_id}?done=session")
+
+
+ROUTES = [users_page, users_create, user_detail, user_role, user_disable, user_enable, user_unlock,
+          user_reset_password, user_reset_2fa, user_sessions_revoke, user_session_revoke]
