@@ -121,6 +121,7 @@ def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
                    help="current store passphrase, from a file (default: credential or console)")
     p.add_argument("--new-passphrase-file", type=Path, metavar="FILE",
                    help="new store passphrase, from a file (default: asked twice on the console)")
+    p.add_argument("--force", action="store_true", help="rekey even if the data directory looks in use")
 
 
 def _actor():
@@ -285,6 +286,9 @@ def cmd_rekey(args, load) -> int:
     data_dir = Path(cfg.store.data_dir)
     if not (data_dir / dbkey.DB_FILE).exists():
         raise OutpostError(f"no Outpost database in {data_dir.absolute()}")
+    if (data_dir / f"{dbkey.DB_FILE}-shm").exists() and not args.force:
+        raise OutpostError(f"{data_dir} looks in use (outpost.db-shm exists): stop the server first; if it crashed, "
+                           "pass --force")
     current = "passphrase" if keyfile.is_wrapped(data_dir / dbkey.KEY_FILE) else "file"
     new_source = args.key_source or current
     passphrase = _file_passphrase(args.passphrase_file) if args.passphrase_file else store_passphrase()

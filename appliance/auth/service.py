@@ -320,11 +320,11 @@ class AuthService(AccountsMixin, MFAMixin):
         await self._throttled(source, principal.username, "reauth")
         actor = Actor(type="user", name=principal.username, source=source)
         now = self.clock.now()
-        secret = secret.strip() if len(secret.strip()) == 6 and secret.strip().isdigit() else secret
+        code = secret.strip()
         ok = False
-        if principal.totp_enabled and len(secret) == 6 and secret.isdigit():
+        if principal.totp_enabled and len(code) == 6 and code.isdigit():
             try:
-                await self.check_second_factor(principal.user_id, secret, actor=actor, allow_recovery=False)
+                await self.check_second_factor(principal.user_id, code, actor=actor, allow_recovery=False)
                 ok = True
             except totp.TOTPError:
                 ok = False

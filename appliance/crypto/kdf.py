@@ -29,7 +29,7 @@ from appliance.errors import OutpostError
 KEY_BYTES = 32
 SALT_BYTES = 16
 MIN_TIME, MAX_TIME = 1, 10
-MIN_MEMORY_KIB, MAX_MEMORY_KIB = 19456, 1048576
+MIN_MEMORY_KIB, MAX_MEMORY_KIB = 19456, 262144  # a tampered header cannot demand more than 256 MiB
 MIN_LANES, MAX_LANES = 1, 8
 WRAP_PREFIX = b"outpost-wrapped-key v1 "
 

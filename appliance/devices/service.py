@@ -24,95 +24,17 @@ from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.crypto import sshkeys, vault
 from appliance.devices import queries, validate
+from appliance.devices.credentials import KeyFacts, check_credential, open_credential, seal_credential
+from appliance.devices.errors import (CredentialInUseError, CredentialNotFoundError, DeviceNotFoundError,
+                                      HostKeyRefusedError, StaleReviewError)
 from appliance.devices.models import (Credential, CredentialInput, Device, DeviceInput, DeviceSecret, ImportResult,
                                       ProbeTarget)
-from appliance.errors import ConflictError, NotFoundError, OutpostError, ValidationError
+from appliance.errors import ConflictError, ValidationError
+
+__all__ = ["DeviceService", "CredentialInUseError", "CredentialNotFoundError", "DeviceNotFoundError",
+           "HostKeyRefusedError", "StaleReviewError", "check_credential", "open_credential"]
 
 log = logging.getLogger(__name__)
-_AAD_PURPOSE = "credentials.secret"  # associated data: this column of this row
-
-
-class _Sealed(msgspec.Struct, frozen=True, omit_defaults=True):
-    p: str | None = None  # password
-    k: str | None = None  # private key text
-    s: str | None = None  # passphrase
-
-
-class DeviceNotFoundError(NotFoundError):
-    code = "device_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("No such device.")
-
-
-class CredentialNotFoundError(NotFoundError):
-    code = "credential_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("No such credential.")
-
-
-class CredentialInUseError(ConflictError):
-    code = "credential_in_use"
-
-
-class HostKeyRefusedError(OutpostError):
-    """A pin was refused: the key does not match the pinned key or the preset fingerprint."""
-
-    code = "host_key_refused"
-    status = 409
-
-
-class StaleReviewError(ConflictError):
-    code = "host_key_review_stale"
-
-    def __init__(self) -> None:
-        super().__init__("The device presented a different key since this page was loaded; review it again.")
-
-
-def _seal_credential(key: bytes, credential_id: int, data: CredentialInput) -> bytes:
-    payload = msgspec.json.encode(_Sealed(p=data.password, k=data.private_key, s=data.passphrase))
-    return vault.seal(key, payload, vault.aad(_AAD_PURPOSE, credential_id))
-
-
-def open_credential(key: bytes, credential_id: int, username: str, blob: bytes) -> DeviceSecret:
-    """Open one sealed credential (VaultError if it was moved, damaged or the key is wrong)."""
-    raw = vault.open(key, blob, vault.aad(_AAD_PURPOSE, credential_id))
-    sealed = msgspec.json.decode(raw, type=_Sealed)
-    return DeviceSecret(username=username, password=sealed.p, private_key=sealed.k, passphrase=sealed.s)
-
-
-class KeyFacts(msgspec.Struct, frozen=True):
-    key_type: str = ""
-    bits: int = 0
-    fingerprint: str = ""
-
-
-def check_credential(data: CredentialInput, *, require_secret: bool = True) -> tuple[CredentialInput, KeyFacts, dict]:
-    """Validate a credential (parsing a private key costs CPU: call in a thread)."""
-    errors: dict[str, str] = {}
-    name = validate.name(data.name, errors, label="Credential name")
-    username = validate.username(data.username, errors)
-    facts = KeyFacts()
-    password = private_key = passphrase = None
-    if data.kind == "password":
-        password = validate.secret_text(data.password, errors, "password", "password", require_secret)
-    elif data.kind == "key":
-        passphrase = validate.secret_text(data.passphrase, errors, "passphrase", "passphrase", False)
-        if data.private_key:
-            try:
-                parsed = sshkeys.parse_private_key(data.private_key, passphrase)
-                facts = KeyFacts(parsed.key_type, parsed.bits, parsed.fingerprint)
-                private_key = data.private_key.replace("\r\n", "\n").strip() + "\n"
-            except ValueError as exc:
-                errors["private_key" if "passphrase" not in str(exc) else "passphrase"] = str(exc)
-        elif require_secret:
-            errors["private_key"] = "Paste the private key (OpenSSH or PEM)."
-    else:
-        errors["kind"] = "Choose password or key."
-    clean = CredentialInput(name=name, username=username, kind=data.kind if data.kind in ("password", "key") else "password",
-                            password=password, private_key=private_key, passphrase=passphrase)
-    return clean, facts, errors
 
 
 class DeviceService:
@@ -368,7 +290,7 @@ class DeviceService:
                                             key_type=facts.key_type, key_bits=facts.bits,
                                             fingerprint=facts.fingerprint, has_passphrase=bool(clean.passphrase),
                                             now=now)
-        queries.update_secret(conn, cred_id, _seal_credential(self._key, cred_id, clean))
+        queries.update_secret(conn, cred_id, seal_credential(self._key, cred_id, clean))
         audit.record(conn, ts=now, action="credential.create", actor=actor, target=f"credential:{cred_id}",
                      details={"name": clean.name, "username": clean.username, "kind": clean.kind,
                               "key_type": facts.key_type, "fingerprint": facts.fingerprint})
@@ -395,7 +317,7 @@ class DeviceService:
                                           kind=clean.kind, key_type=facts.key_type, key_bits=facts.bits,
                                           fingerprint=facts.fingerprint, has_passphrase=bool(clean.passphrase),
                                           now=now)
-                queries.update_secret(conn, credential_id, _seal_credential(self._key, credential_id, clean))
+                queries.update_secret(conn, credential_id, seal_credential(self._key, credential_id, clean))
             elif clean.kind != before.kind:
                 raise ValidationError("The credential was not saved.", details={
                     "password" if clean.kind == "password" else "private_key": "Enter the new secret to change its type."})

@@ -23,10 +23,9 @@ from appliance.ssh.errors import (AuthFailedError, CommandError, HandshakeError,
 
 
 def _identity(target) -> tuple:
-    """What, if changed, makes a held connection stale."""
+    """What, if changed, makes a held connection stale (the pin is compared separately)."""
     cred = target.credential
-    return (target.address, target.port, target.host_key, target.legacy_algorithms, target.preset_fingerprint
-            if hasattr(target, "preset_fingerprint") else None,
+    return (target.address, target.port, target.legacy_algorithms,
             (cred.username, cred.password, cred.private_key, cred.passphrase) if cred else None)
 
 
@@ -92,12 +91,19 @@ class Runner:
         """A live connection for this device: (session, reused?)."""
         ident = _identity(target)
         held = self._sessions.get(target.device_id)
-        if held and held[0] == ident and held[1].alive:
+        # a first-contact pin of the very key this connection proved keeps it usable
+        if held and held[0] == ident and held[1].alive and \
+                (target.host_key is None or keys.same_key(target.host_key, held[1].host_key)):
             return held[1], True
         self.drop(target.device_id)
         session = await self._open(target)
         self._sessions[target.device_id] = (ident, session)
         return session, False
+
+    def forget(self, device_id: int) -> None:
+        """The device is gone or disabled: close its connection and drop its CPU baseline."""
+        self.drop(device_id)
+        self._previous.pop(device_id, None)
 
     def drop(self, device_id: int) -> None:
         held = self._sessions.pop(device_id, None)
@@ -139,6 +145,11 @@ class Runner:
         if parsed.cpu_total is not None:
             self._previous[device_id] = parsed
         problems = list(parsed.problems)
+        if len(problems) == len(metrics.PARSERS) and not result.truncated:
+            problems = ["logged in; no Linux metrics (not a Linux shell?)"]
+            outcomes_failed = any(not o.ok for o in outcomes)
+            return PollResult(device_id=device_id, ts=now, status="degraded" if outcomes_failed else "up",
+                              message=problems[0], latency_ms=round(latency, 2), checks=outcomes)
         if result.truncated:
             problems.append("output truncated at the output cap")
         degraded = len(problems) > 0 or any(not o.ok for o in outcomes)

@@ -120,7 +120,7 @@ class Scheduler:
         self._targets.pop(device_id, None)
         self._due.pop(device_id, None)
         self._failures.pop(device_id, None)
-        self.runner.drop(device_id)
+        self.runner.forget(device_id)
 
     def _schedule(self, device_id: int, delay: float) -> None:
         due = time.monotonic() + delay

@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.crypto import kdf
 from appliance.errors import OutpostError
+from appliance.store import DiskFullError
 from appliance.store.atomic import fsync_dir
 
 MAGIC = b"OUTPOSTB"
@@ -326,9 +327,10 @@ def create(db, data_dir: Path, out_path: Path, passphrase: bytes, *, config_path
         snapshot = work / DB_FILE
         try:
             db.snapshot(snapshot)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise BackupDiskFullError("not enough disk space in the data directory to snapshot the database") from None
+        except (OSError, DiskFullError) as exc:
+            if isinstance(exc, DiskFullError) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise BackupDiskFullError("not enough disk space in the data directory to snapshot the database;"
+                                          " nothing was written") from None
             raise
 
         def add(tar: tarfile.TarFile) -> None:

@@ -338,12 +338,13 @@ class TLSManager:
             self._write(self._previous_generated, b"")
 
     def _previous_description(self) -> str:
+        # Called by info() (dashboard refreshes): reads the certificate only, never decrypts the key.
         if self._previous_path.exists():
             try:
-                cert = self._load_customer(self._previous_path)
+                certs = [b for label, b in _pem_blocks(_read(self._previous_path)) if label == "CERTIFICATE"]
+                return selfsigned.fingerprint(_parse_cert(self._previous_path, certs[0])) if certs else "unreadable"
             except TLSError:
                 return "unreadable"
-            return selfsigned.fingerprint(cert) if cert is not None else ""
         return "generated" if self._previous_generated.exists() and self._customer is not None else ""
 
     def _served_cert(self) -> x509.Certificate:

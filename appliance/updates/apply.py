@@ -127,6 +127,10 @@ class Updater:
             snap = self.staging_dir.parent / f"snapshot-before-{version}.db"
             snapshot(snap)
             self.audit("update.snapshot", "success", {"version": version, "file": snap.name})
+        except OSError as exc:  # disk full, permissions: a plain error, nothing switched
+            self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
+            self.audit("update.install", "failure", {"version": version, "reason": exc.strerror or type(exc).__name__})
+            raise UpdateError(f"installing {version} failed ({exc.strerror or exc}); the installed version is unchanged") from None
         except BaseException:
             self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
             raise

@@ -140,8 +140,10 @@ class Launcher:
             self.layout.save(slots.State(result=f"installed {st.version}", snapshot=st.snapshot, from_slot=st.from_slot))
             self.say(f"health gate passed: {st.version}")
             return True
+        exited = child.poll()
         _stop(child)
-        reason = f"version {st.version} did not answer /healthz within {self.health_timeout:.0f} s"
+        reason = (f"version {st.version} exited with status {exited} before answering /healthz" if exited is not None
+                  else f"version {st.version} did not answer /healthz within {self.health_timeout:.0f} s")
         self.say(f"health gate failed: {reason}; rolling back")
         if st.from_slot:
             self.layout.save(slots.State(phase="rolling_back", version=st.version, target=st.from_slot,

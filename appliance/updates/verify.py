@@ -88,6 +88,9 @@ def check_manifest(raw: bytes, installed_version: str) -> bundle.Manifest:
             if f.path.lower() in paths:
                 raise BundleRefusedError(f"the manifest lists {f.path!r} twice (duplicate entries)")
             paths.add(f.path.lower())
+        for p in paths:  # a file may not also be a directory of another entry ("lib" and "lib/x")
+            if any(q.startswith(p + "/") for q in paths):
+                raise BundleRefusedError(f"the manifest uses {p!r} both as a file and as a directory")
             if f.size < 0 or len(f.sha256) != 64 or f.sha256.strip("0123456789abcdef"):
                 raise BundleRefusedError(f"the manifest entry for {f.path!r} has an invalid size or hash")
     except bundle.BundleFormatError as exc:

@@ -21,6 +21,8 @@ def keygen(kind: str, bits: int = 0, passphrase: str = "", fmt: str = "") -> tup
     if shutil.which("ssh-keygen") is None:
         pytest.skip("missing tool: ssh-keygen (apt openssh-client)")
     path = _dir() / f"{kind}-{bits}-{abs(hash(passphrase))}-{fmt or 'openssh'}"
+    if path.exists():  # the same key asked for with different argument spellings (cache keys differ)
+        return path.read_text(), Path(str(path) + ".pub").read_text().strip()
     args = ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", "test", "-f", str(path)]
     if bits:
         args += ["-b", str(bits)]

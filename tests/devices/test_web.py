@@ -88,6 +88,11 @@ def test_ui_add_device_with_password_list_search_edit(ui):
     detail = ui.get(f"/devices/{device_id}")
     assert "ui-web1.example.net" in detail.text and "Legacy SSH algorithms are allowed" in detail.text
     assert "Enabled</dt><dd>no" in detail.text  # the unticked box disabled it
+    confirm = ui.get(f"/devices/{device_id}/delete")
+    assert "Delete ui-web1?" in confirm.text
+    gone = ui.post(f"/devices/{device_id}/delete", data={"_csrf": csrf_of(confirm.text)})
+    assert gone.status_code == 303 and "Device deleted." in ui.get(gone.headers["location"]).text
+    assert ui.get(f"/devices/{device_id}").status_code == 404
 
 
 @pytest.mark.parametrize("address,words", [
@@ -101,6 +106,16 @@ def test_ui_malformed_addresses_get_inline_errors_and_nothing_is_stored(ui, addr
     assert r.status_code == 400
     assert 'id="e-address"' in r.text and words in r.text
     assert "bad-addr" not in ui.get("/devices").text
+
+
+def test_ui_new_credential_needs_user_and_secret(ui):
+    r = post_form(ui, "/devices/new", "/devices/new", {"name": "needs-cred", "address": "192.0.2.21", "port": "22",
+                                                         "poll_interval": "60", "credential_id": "new",
+                                                         "new_kind": "password"})
+    assert r.status_code == 400
+    assert 'id="e-new_username"' in r.text and 'id="e-new_password"' in r.text
+    assert 'value="new" selected' in r.text
+    assert "needs-cred" not in ui.get("/devices").text
 
 
 @pytest.mark.parametrize("field,value,words", [("port", "0", "between 1 and 65535"), ("port", "70000", "between"),
@@ -250,3 +265,6 @@ def test_zz_no_secret_in_any_response_or_log(server, ui, api):
     assert not leaks
     log = server.output()
     assert SENTINEL not in log and "PRIVATE KEY" not in log
+    for path in server.data_dir.rglob("*"):  # database, WAL, snapshots: sealed inside an encrypted file
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path

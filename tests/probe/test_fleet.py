@@ -82,3 +82,28 @@ def test_fleet_polled_pinned_charted_alerted(tmp_path):
             stack.close()
 
     asyncio.run(main())
+
+
+def test_network_gear_without_linux_metrics_is_up_not_degraded(tmp_path):
+    """A switch answers the Linux command with an error: logged in and reachable, so up, with a note."""
+    from appliance.ssh import server
+
+    async def main():
+        stack = Stack(tmp_path)
+        key = server.new_host_key()
+        acceptor = await server.listen(0, key, username="admin", password=PASSWORD,
+                                       handler=lambda cmd: (b"% Invalid input detected at '^' marker.\n", 1))
+        try:
+            device_id = await stack.add_device("switch", acceptor.get_port(), username="admin", password=PASSWORD,
+                                               host_key=server.host_key_line(key))
+            stack.scheduler.start()
+            status = await stack.wait_status(device_id, {"up", "degraded"})
+            assert status.status == "up" and "no Linux metrics" in status.message and status.latency_ms is not None
+            device = await stack.devices.get_device(device_id)
+            assert device.pin_mode == "preset"  # the key entered by the operator, no TOFU
+        finally:
+            await stack.scheduler.stop()
+            acceptor.close()
+            stack.close()
+
+    asyncio.run(main())

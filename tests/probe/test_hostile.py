@@ -12,6 +12,7 @@ import pytest
 from appliance.probe import metrics
 from appliance.ssh.connect import Credential, Endpoint, Policy, open_session
 from appliance.ssh.errors import CommandError, CommandTimeoutError, HandshakeError, UnreachableError
+from appliance.config import ProbeConfig
 from tests.probe.harness import Stack
 from tests.ssh.sshd import Sshd
 
@@ -131,7 +132,8 @@ def test_scheduler_survives_a_hanging_device(sshd, tmp_path):
     silent = RawServer("silent")
 
     async def main():
-        stack = Stack(tmp_path)
+        stack = Stack(tmp_path, ProbeConfig(connect_timeout=1, auth_timeout=1.5, command_timeout=2, jitter_percent=0,
+                                            backoff_max_seconds=10))
         try:
             hang = await stack.add_device("hang", silent.port, username="x", password="never-sent-1")
             good = await stack.add_device("good", sshd.port, username=sshd.user, password=sshd.password,

@@ -52,12 +52,13 @@ def test_key_login_and_negotiated_algorithms(sshd):
         session = await open_session(Endpoint(address="127.0.0.1", port=sshd.port, host_key=sshd.host_line_a),
                                      Credential(username=sshd.user, private_key=key), POLICY)
         conn = session._conn
-        algs = (conn.get_extra_info("kex_alg") if hasattr(conn, "get_extra_info") else None)
+        algs = (conn._rekey_bytes, conn._rekey_seconds)  # DEV-4: rekeying by volume and time is on
         result = await session.run("id -un")
         await session.wait_closed()
         return result, algs
 
-    result, _ = asyncio.run(main())
+    result, rekey = asyncio.run(main())
+    assert rekey == (POLICY.rekey_bytes, POLICY.rekey_seconds) and all(rekey)
     assert result.output.decode().strip() == sshd.user
     log = sshd.log_text()
     assert re.search(r"Accepted publickey for " + sshd.user, log)

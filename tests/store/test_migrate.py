@@ -30,12 +30,13 @@ def test_packaged_migrations_are_found_in_order():
 
 
 def test_real_schema_applied_once_and_recorded(db_path, key):
+    packaged = [(m.version, m.name) for m in load_migrations()]
     with Database.open(db_path, key) as db:
-        assert _versions(db) == [(1, "initial")]
+        assert _versions(db) == packaged and packaged[0] == (1, "initial")
         assert {"audit_log", "users", "sessions", "roles", "settings", "schema_migrations"} <= _tables(db)
         assert db.read_sync(lambda c: c.execute("SELECT count(*) FROM roles").fetchone()[0]) == 4
     with Database.open(db_path, key) as db:  # second open: nothing pending, nothing re-run
-        assert _versions(db) == [(1, "initial")]
+        assert _versions(db) == packaged
         assert db.read_sync(lambda c: c.execute("SELECT count(*) FROM roles").fetchone()[0]) == 4
     assert not list(db_path.parent.glob("*.pre-*"))  # a fresh database needs no snapshot
 

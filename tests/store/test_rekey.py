@@ -156,3 +156,20 @@ def test_kill_9_during_rekey_leaves_a_database_that_opens(tmp_path: Path) -> Non
         shutil.rmtree(data)
     print(f"rekey kill -9 outcomes: {outcomes}, window {window:.3f}s")
     assert outcomes["old"] + outcomes["new"] >= ITERATIONS // 2
+
+
+def test_serve_with_passphrase_source_from_systemd_credential(tmp_path: Path) -> None:
+    from tests.conftest import FAST_HASH_CONFIG, Appliance, free_port
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "outpost-passphrase").write_text("serve passphrase 12345\n")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    app = Appliance(tmp_path / "data", free_port(), config=FAST_HASH_CONFIG + '\n[store]\nkey_source = "passphrase"\n',
+                    env=env)
+    try:
+        assert keyfile.is_wrapped(tmp_path / "data" / dbkey.KEY_FILE)
+        assert b"serve passphrase" not in (tmp_path / "data" / dbkey.KEY_FILE).read_bytes()
+    finally:
+        app.stop()
+    assert "serve passphrase" not in app.output()

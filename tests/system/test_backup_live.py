@@ -57,6 +57,11 @@ def test_backup_restore_round_trip(tmp_path: Path) -> None:
         cli_file = tmp_path / "cli.opbk"
         r = _outpost("backup", "--data-dir", str(app.data_dir), "--output", str(cli_file), "--passphrase-file", str(pp))
         assert r.returncode == 0, r.stderr
+        # restore and rekey refuse to touch the data directory of a running server
+        r = _outpost("restore", str(cli_file), "--data-dir", str(app.data_dir), "--passphrase-file", str(pp))
+        assert r.returncode == 1 and "stop the server first" in r.stderr
+        r = _outpost("rekey", "--data-dir", str(app.data_dir))
+        assert r.returncode == 1 and "stop the server first" in r.stderr
     finally:
         app.stop()
 

@@ -5,6 +5,7 @@ leaves a bootable old or new version."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
@@ -24,11 +25,16 @@ DRIVER = Path(__file__).with_name("driver.py")
 ROOT_FLAG = ["--allow-root"] if os.geteuid() == 0 else []
 
 
-def slot_program(version: str, marker: Path, healthy: bool = True) -> bytes:
-    """A test 'binary': a shell script that records its version and runs this checkout's appliance."""
-    if not healthy:
+def slot_program(version: str, marker: Path, healthy: bool | str = True) -> bytes:
+    """A test 'binary': a shell script that records its version and runs this checkout's appliance.
+    healthy=False: exits at once; healthy="elsewhere": serves (and writes to the database) on
+    another port, so /healthz never answers where the launcher looks."""
+    run = f'PYTHONPATH="{ROOT}" exec "{sys.executable}" -m appliance "$@"'
+    if healthy is False:
         return kit.program(version, f'echo {version} >> "{marker}"\nexit 3')
-    return kit.program(version, f'echo {version} >> "{marker}"\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m appliance "$@"')
+    if healthy == "elsewhere":
+        run += f" --listen 127.0.0.1:{free_port()}"
+    return kit.program(version, f'echo {version} >> "{marker}"\n{run}')
 
 
 class Rig:
@@ -53,7 +59,7 @@ class Rig:
             assert r.returncode == 0, r.stdout + r.stderr
         return r
 
-    def bundle(self, version: str, healthy: bool = True) -> Path:
+    def bundle(self, version: str, healthy: bool | str = True) -> Path:
         return kit.make(self.tmp / f"outpost-{version}.opkg", self.keys, version=version,
                         files=[("outpost", slot_program(version, self.marker, healthy), True)])
 
@@ -70,7 +76,7 @@ class Rig:
 
     def stop_launcher(self) -> None:
         if self.launcher and self.launcher.poll() is None:
-            os.killpg(self.launcher.pid, signal.SIGTERM)
+            self.launcher.send_signal(signal.SIGTERM)  # the launcher stops its child (systemd KillMode=mixed)
             try:
                 self.launcher.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -90,6 +96,12 @@ class Rig:
             time.sleep(0.2)
         raise AssertionError(f"update never settled:\n{(self.tmp / 'launcher.log').read_text()}")
 
+    def audit_actions(self) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "appliance", "audit", "export", "--format", "jsonl", "--data-dir",
+                              str(self.data), *ROOT_FLAG], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line)["action"] for line in out.stdout.splitlines() if line.strip()]
+
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.data / "tls" / "ca.pem")), timeout=30,
                             headers={"Origin": self.url})
@@ -98,8 +110,9 @@ class Rig:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.client().get("/healthz").status_code == 200:
-                    return
+                with self.client() as c:
+                    if c.get("/healthz").status_code == 200:
+                        return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
@@ -113,7 +126,7 @@ def keys():
 
 @pytest.fixture
 def rig(tmp_path, keys):
-    r = Rig(tmp_path, keys)
+    r = Rig(tmp_path, keys, health_timeout=12)
     r.init()
     yield r
     r.stop_launcher()
@@ -137,19 +150,26 @@ def test_good_update_comes_up_and_bad_one_rolls_back(rig):
         assert do_login(c).status_code == 303
 
     r = rig.cli("update", "apply", str(rig.bundle("3.0.0", healthy=False)), check=False)
-    assert r.returncode == 1 and "rolled back" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 1 and "rolled back" in r.stderr and "exited with status 3" in r.stderr, r.stdout + r.stderr
     status = rig.cli("update", "status").stdout
     assert "installed: 2.0.0" in status and "last:      rolled back" in status, status
     assert rig.marker.read_text().split()[-2:] == ["3.0.0", "2.0.0"]  # tried 3.0.0, then back on 2.0.0
     rig.wait_healthy()
     with rig.client() as c:  # the old data is intact: the admin created under 1.0.0 still signs in
         assert do_login(c, ADMIN, ADMIN_PASSWORD).status_code == 303
+
+    # 4.0.0 starts and writes to the database (its system.start record) but never answers the
+    # gate: after the rollback its writes are gone, the snapshot is back.
+    starts = rig.audit_actions().count("system.start")
+    r = rig.cli("update", "apply", str(rig.bundle("4.0.0", healthy="elsewhere")), check=False)
+    assert r.returncode == 1 and "did not answer /healthz within 12 s" in r.stderr, r.stdout + r.stderr
+    rig.wait_healthy()
+    assert rig.marker.read_text().split()[-2:] == ["4.0.0", "2.0.0"]
     rig.stop_launcher()
-    audit = subprocess.run([sys.executable, "-m", "appliance", "audit", "export", "--format", "jsonl",
-                            "--data-dir", str(rig.data), *ROOT_FLAG], cwd=ROOT, capture_output=True, text=True,
-                           timeout=60).stdout
+    actions = rig.audit_actions()
+    assert actions.count("system.start") == starts + 1  # 2.0.0's restart only; 4.0.0's start was rolled back
     for action in ("update.verify", "update.install", "update.snapshot", "update.switch", "update.rollback.done"):
-        assert f'"{action}"' in audit, action
+        assert action in actions, action
 
 
 STEPS = ["stage", "verify", "install", "snapshot", "switch", "restart"]
@@ -185,6 +205,11 @@ def test_kill_9_at_every_step_leaves_a_bootable_version(tmp_path, keys):
         assert rig.marker.read_text().split()[-1] == installed, (step, status)
         if "(switched)" in status:
             _confirm(rig.install, installed)
+    # `update rollback` with no launcher running completes the rollback itself
+    before = rig.cli("update", "status").stdout
+    previous = before.split("previous:  ")[1].split()[0]
+    after = rig.cli("update", "rollback").stdout
+    assert f"installed: {previous}" in after and "last:      rolled back" in after, before + after
 
 
 def _confirm(install: Path, version: str) -> None:

@@ -88,6 +88,8 @@ CASES = [
      "twice"),
     ("duplicate entries by case", lambda p, k: kit.make(p / "b", k, files=[("outpost", b"x", True), ("OUTPOST", b"y", True)]),
      "twice"),
+    ("file and directory", lambda p, k: kit.make(p / "b", k, files=[("outpost", b"x", True), ("outpost/x", b"y", False)]),
+     "both as a file and as a directory"),
     ("no program", lambda p, k: kit.make(p / "b", k, files=[("readme", b"x", False)]), "no executable"),
     ("oversize", lambda p, k: _sparse(p / "b", MAX + 1), "larger than the limit"),
     ("symlink", lambda p, k: _symlink(kit.make(p / "real", k), p / "b"), "symbolic link"),

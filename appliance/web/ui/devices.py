@@ -101,11 +101,11 @@ def _split(form: dict[str, str]) -> tuple[dict, CredentialInput | None]:
     if fields["credential_id"] == _NEW_CRED:
         fields["credential_id"] = ""
         kind = "key" if form.get("new_kind") == "key" else "password"
-        if form.get("new_username") or form.get("new_password") or form.get("new_private_key"):
-            new = CredentialInput(name=form.get("name", "").strip() or "device", username=form.get("new_username", ""),
-                                  kind=kind, password=form.get("new_password") if kind == "password" else None,
-                                  private_key=form.get("new_private_key") if kind == "key" else None,
-                                  passphrase=form.get("new_passphrase") if kind == "key" else None)
+        # chosen "new": an empty one gets inline errors rather than silently no credential
+        new = CredentialInput(name=form.get("name", "").strip() or "device", username=form.get("new_username", ""),
+                              kind=kind, password=form.get("new_password") if kind == "password" else None,
+                              private_key=form.get("new_private_key") if kind == "key" else None,
+                              passphrase=form.get("new_passphrase") if kind == "key" else None)
     return fields, new
 
 
@@ -175,6 +175,11 @@ async def devices_update(request: Request, device_id: int) -> Response:
             return _redirect(f"/devices/{device_id}?notice=saved")
     return await _device_form_page(request, device=device, values=_safe_values(form), errors=errors, status=400,
                                    message="Nothing was saved: please correct the highlighted fields.")
+
+
+@get("/devices/{device_id:int}/delete", guards=[permission("devices.manage")], name="devices_delete_confirm")
+async def devices_delete_confirm(request: Request, device_id: int) -> Response:
+    return _page(request, "devices/confirm_delete.html", device=await _svc(request).require_device(device_id))
 
 
 @post("/devices/{device_id:int}/delete", guards=[permission("devices.manage")], name="devices_delete")
@@ -302,5 +307,5 @@ async def credentials_delete(request: Request, credential_id: int) -> Response:
 
 
 ROUTES = [devices_list, devices_new, devices_create, import_page, import_submit, devices_detail, devices_edit,
-          devices_update, devices_delete, host_key_page, host_key_trust, host_key_forget, credentials_list,
+          devices_update, devices_delete_confirm, devices_delete, host_key_page, host_key_trust, host_key_forget, credentials_list,
           credentials_new, credentials_create, credentials_edit, credentials_update, credentials_delete]
