@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -267,7 +266,7 @@ def measure(devices: int = 1000, seconds: float = 20.0, compare_seconds: float =
             known.write_text("".join(f"[127.0.0.1]:{t.port} {t.host_key}\n" for t in targets))
             (tmp / "db").mkdir()
             result = asyncio.run(_probe_phases(targets, tmp / "db", seconds, fleet))
-            result["cmp_probe"] = asyncio.run(_probe_new_sessions(targets, compare_seconds, fleet, parallel=16))
+            result["cmp_probe"] = asyncio.run(_probe_new_sessions(targets, compare_seconds, fleet, parallel=32))
             result["cmp_ssh"] = _ssh_sessions(targets, key_path, known, compare_seconds, fleet, parallel=8)
             result["cmp_paramiko"] = _paramiko_sessions(targets, key_path, compare_seconds, fleet, parallel=8)
         finally:

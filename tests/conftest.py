@@ -55,6 +55,20 @@ class Appliance:
     def __init__(self, data_dir: Path, port: int, config: str = FAST_HASH_CONFIG, extra_args: list[str] | None = None,
                  argv: list[str] | None = None, env: dict | None = None) -> None:
         self.data_dir = data_dir
+        for attempt in range(3):
+            self._start(port, config, extra_args, argv, env)
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                # free_port() is only a hint: another process may take the port before we bind it.
+                if attempt == 2 or "already in use" not in self.output():
+                    raise
+                self._log.close()
+                port = free_port()
+
+    def _start(self, port, config, extra_args, argv, env) -> None:
+        data_dir = self.data_dir
         self.port = port
         self.url = f"https://localhost:{port}"
         self.config_path = data_dir.parent / f"config-{port}.toml"
@@ -68,7 +82,6 @@ class Appliance:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env or dict(os.environ), start_new_session=True)
-        self.wait_ready()
 
     @property
     def ca(self) -> str:

@@ -19,7 +19,7 @@ from appliance.access import queries
 from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.clock import Clock
-from appliance.errors import ValidationError
+from appliance.errors import OutpostError, ValidationError
 
 MAX_ENTRIES = 256
 RELOAD_SECONDS = 3.0
@@ -95,7 +95,10 @@ class AllowList:
     def networks(self) -> list[Network]:
         if self.clock.monotonic() - self._loaded_at >= RELOAD_SECONDS:
             self._loaded_at = self.clock.monotonic()
-            self._networks = self.db.read_sync(_load)
+            try:
+                self._networks = self.db.read_sync(_load)
+            except OutpostError:
+                pass  # the store is failing: keep enforcing the last list read rather than failing every request
         return self._networks
 
     def allows(self, address: str) -> bool:

@@ -236,7 +236,13 @@ class DeviceService:
             before = queries.get_device(conn, device_id)
             if before is None:
                 raise DeviceNotFoundError()
-            if errors := self._check_refs(conn, entered, device_id):
+            errors = self._check_refs(conn, entered, device_id)
+            if (before.host_key and entered.preset_fingerprint and not entered.preset_key
+                    and entered.preset_fingerprint != before.host_key_fingerprint):
+                # never a silent no-op: a pinned key is replaced only by review or by forgetting it first
+                errors["host_key"] = ("A different key is already pinned for this device; forget the pinned key "
+                                      "(Host key details) first, or enter the full public key line to pin it.")
+            if errors:
                 raise ValidationError("The device was not saved.", details=errors)
             data = self._attach_credential(conn, entered, checked, actor, now)
             queries.update_device(conn, device_id, name=data.name, address=data.address, port=data.port,

@@ -18,8 +18,8 @@ from appliance.probe import metrics
 from appliance.probe.models import CheckOutcome, PollResult
 from appliance.ssh import keys
 from appliance.ssh.connect import Credential, Endpoint, Policy, Session, open_session, tcp_check
-from appliance.ssh.errors import (AuthFailedError, CommandError, HandshakeError, HostKeyMismatchError,
-                                  InvalidKeyError, SSHError, UnreachableError)
+from appliance.ssh.errors import (AuthFailedError, CommandError, HostKeyMismatchError, InvalidKeyError, SSHError,
+                                  UnreachableError)
 
 
 def _identity(target) -> tuple:

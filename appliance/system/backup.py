@@ -281,6 +281,9 @@ def extract(backup: Path, passphrase: bytes, dest: Path) -> Header:
                 for member in tar:
                     if not (member.isfile() or member.isdir()):
                         raise BackupFormatError(f"the backup holds an entry of a forbidden kind: {member.name!r}")
+                    parts = member.name.split("/")
+                    if member.name.startswith("/") or ".." in parts or "\\" in member.name:
+                        raise BackupFormatError(f"the backup holds an entry with a forbidden path: {member.name!r}")
                     tar.extract(member, dest, filter="data")
             # Drain to the final chunk: tar's end marker may come before the sealed end.
             for _ in chunks:

@@ -263,3 +263,39 @@ def test_login_report_api(appliance, admin_key):
         body = r.json()
         assert any(u["key"] == "admin" and u["successes"] >= 1 for u in body["by_user"])
         assert c.get("/api/v1/audit/logins", params={"since": "2026-01-02", "until": "2026-01-01"}).status_code == 400
+
+
+def test_sessions_and_settings_resources(appliance, admin_client, admin_key, operator):
+    operator_id, _, op_key = operator
+    with api(appliance, admin_key) as admin:
+        sessions = admin.get("/api/v1/sessions", params={"all": "true"}).json()
+        assert any(s["username"] == "admin" and s["handle"] for s in sessions)
+        admin_handle = next(s["handle"] for s in sessions if s["username"] == "admin")
+        settings = admin.get("/api/v1/settings").json()
+        assert set(settings) == {"security", "ip_allowlist"} and settings["ip_allowlist"] == []
+        policy = dict(settings["security"], lockout_threshold=12)
+        r = admin.put("/api/v1/settings/security", json=policy)
+        assert r.status_code == 200 and r.json()["lockout_threshold"] == 12
+        r = admin.put("/api/v1/settings/security", json=dict(policy, session_idle_minutes=99))
+        assert r.status_code == 400 and "session_idle_minutes" in error_of(r)["details"]
+    with api(appliance, op_key) as op:
+        assert op.get("/api/v1/sessions").json() == [], "the operator has no browser session"
+        assert op.get("/api/v1/sessions", params={"user_id": 1}).status_code == 404, "no one else's list by id"
+        assert op.get("/api/v1/sessions", params={"all": "true"}).status_code == 403
+        assert op.delete(f"/api/v1/sessions/{admin_handle}").status_code == 404
+        assert op.get(f"/api/v1/users/{operator_id}").json()["username"] == "olga"
+        assert op.get("/api/v1/users/1").status_code == 404
+    assert admin_client.get("/dashboard").status_code == 200, "the admin's session survived"
+    rows = sql(appliance, "SELECT actor_type FROM audit_log WHERE action = 'policy.security.update'")
+    assert rows, "the policy change was audited"
+
+
+def test_metrics_text_format_and_registry():
+    from appliance.web.api.metrics import render
+
+    text = render([("a_total", "counter", "A \\ thing\nnew", {"x": 'q"t'}, 3),
+                   ("a_total", "counter", "ignored", {"x": "b"}, 4.5),
+                   ("b", "gauge", "B", {}, float("nan"))])
+    assert text.splitlines() == ["# HELP a_total A \\\\ thing\\nnew", "# TYPE a_total counter",
+                                 'a_total{x="q\\"t"} 3', 'a_total{x="b"} 4.5', "# HELP b B", "# TYPE b gauge",
+                                 "b NaN"]

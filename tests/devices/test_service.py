@@ -182,3 +182,17 @@ def test_forget_pin(svc):
     run(svc.pin_host_key(dev, key1, actor=Actor.system(), mode="tofu"))
     run(svc.forget_host_key(dev, actor=ACTOR))
     assert run(svc.get_device(dev)).host_key_status == "unpinned"
+
+
+def test_preset_fingerprint_on_a_pinned_device_is_refused_not_ignored(svc):
+    _, key1 = keygen("ed25519")
+    _, key2 = keygen("ecdsa", 256)
+    dev = run(svc.create_device(_device(svc), actor=ACTOR))
+    run(svc.pin_host_key(dev, key1, actor=Actor.system(), mode="tofu"))
+    run(svc.update_device(dev, _device(svc, host_key=fingerprint(key1)), actor=ACTOR))  # same key: fine
+    with pytest.raises(ValidationError) as exc:
+        run(svc.update_device(dev, _device(svc, host_key=fingerprint(key2)), actor=ACTOR))
+    assert "already pinned" in exc.value.details["host_key"]
+    run(svc.update_device(dev, _device(svc, host_key=key2), actor=ACTOR))  # a full key line re-pins (preset)
+    device = run(svc.get_device(dev))
+    assert device.host_key_fingerprint == fingerprint(key2) and device.pin_mode == "preset"

@@ -94,3 +94,25 @@ def test_metrics_include_probe_backlog_and_lag(demo):
     for name in ("outpost_probe_backlog", "outpost_probe_lag_seconds", "outpost_probe_devices 4",
                  "outpost_probe_connections"):
         assert name in text, text[-2000:]
+
+
+def test_viewer_sees_but_cannot_run_or_acknowledge(demo):
+    """probe.view for viewers; probe.run and alerts.ack only for operators and admins (refused, audited)."""
+    from tests.auth.test_web_accounts import create_user, signed_in
+
+    app, admin = demo
+    _wait_up(admin)
+    device_id = int(re.search(r'href="/probe/devices/(\d+)"', admin.get("/probe/fleet").text).group(1))
+    password = create_user(admin, "watcher", "viewer")
+    with signed_in(app, "watcher", password) as viewer:
+        assert viewer.get("/probe").status_code == 200
+        assert viewer.get(f"/devices/{device_id}/probe-panel").status_code == 200
+        page = viewer.get("/alerts")
+        assert page.status_code == 200 and "Acknowledge" not in page.text
+        token = csrf_of(page.text)
+        assert viewer.get(f"/probe/devices/{device_id}/run").status_code == 403
+        r = viewer.post(f"/probe/devices/{device_id}/command", data={"_csrf": token, "command": "id"})
+        assert r.status_code == 403
+        assert viewer.post("/alerts/1/ack", data={"_csrf": token}).status_code == 403
+    denied = admin.get("/audit", params={"action": "access.denied", "actor": "watcher"}).text
+    assert f"/probe/devices/{device_id}/command" in denied

@@ -31,22 +31,50 @@ def _keygen(path: Path, kind: str = "ed25519") -> str:
     return Path(str(path) + ".pub").read_text().strip()
 
 
-def _ensure_user(password: str, public_key: str) -> None:
+PASSWORD_FILE = Path("/var/tmp/outpost-test-user.password")  # one random password shared by concurrent test runs
+
+
+def _shared_password() -> tuple[str, bool]:
+    """(password, created now?): test runs on one machine share the user, so they must share its password."""
+    candidate = "T3st-" + secrets.token_urlsafe(18)
+    try:
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another run may be writing it this instant
+            text = PASSWORD_FILE.read_text().strip()
+            if text:
+                return text, False
+            time.sleep(0.05)
+        raise RuntimeError(f"{PASSWORD_FILE} is empty")
+    with os.fdopen(fd, "w") as f:
+        f.write(candidate)
+    return candidate, True
+
+
+def _ensure_user(public_key: str) -> str:
     if os.geteuid() != 0:
         pytest.skip("the sshd tests create a test user and need root (CI runs as root)")
+    password, created = _shared_password()
     try:
         pwd.getpwnam(TEST_USER)
+        exists = True
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], check=True, capture_output=True, timeout=30)
-    subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True, capture_output=True,
-                   timeout=30)
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], check=False, capture_output=True, timeout=30)
+        exists = False
+    if created or not exists:
+        subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True, capture_output=True,
+                       timeout=30)
     entry = pwd.getpwnam(TEST_USER)
     ssh_dir = Path(entry.pw_dir) / ".ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh_dir / "authorized_keys").write_text(public_key + "\n")
+    # append (bounded): concurrent test runs each add their own client key
+    path = ssh_dir / "authorized_keys"
+    lines = path.read_text().splitlines() if path.exists() else []
+    path.write_text("\n".join([*lines[-30:], public_key]) + "\n")
     for p in (ssh_dir, ssh_dir / "authorized_keys"):
         os.chown(p, entry.pw_uid, entry.pw_gid)
     os.chmod(ssh_dir / "authorized_keys", 0o600)
+    return password
 
 
 class Sshd:
@@ -65,9 +93,8 @@ class Sshd:
         self.client_key = self.dir / "client"
         client_pub = _keygen(self.client_key)
         self.client_private = self.client_key.read_text()
-        self.password = "T3st-" + secrets.token_urlsafe(12)
         self.user = TEST_USER
-        _ensure_user(self.password, client_pub)
+        self.password = _ensure_user(client_pub)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         self.log = self.dir / "sshd.log"
         self.proc: subprocess.Popen | None = None

@@ -221,3 +221,39 @@ def test_scheduler_writes_into_directory_with_retention(good, tmp_path) -> None:
     finally:
         db.close()
     assert BackupConfig().directory == ""  # disabled by default
+
+
+@pytest.mark.parametrize("kind", ["symlink", "traversal", "absolute", "device", "no database"])
+def test_sealed_but_malicious_content_is_refused(tmp_path, target, kind) -> None:
+    """A correctly sealed file (right passphrase) whose tar content is hostile changes nothing."""
+    import io
+    import tarfile
+
+    def add(tar: tarfile.TarFile) -> None:
+        def entry(name: str, data: bytes = b"x", **kw) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if kw.get("type", tarfile.REGTYPE) == tarfile.REGTYPE else 0
+            for k, v in kw.items():
+                setattr(info, k, v)
+            tar.addfile(info, io.BytesIO(data) if info.size else None)
+
+        if kind != "no database":
+            entry("outpost.db", b"db")
+            entry("keys/db.key", b"k" * 65)
+        if kind == "symlink":
+            entry("tls/ca.pem", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        elif kind == "traversal":
+            entry("../escaped", b"evil")
+        elif kind == "absolute":
+            entry("/tmp/outpost-absolute-escape", b"evil")
+        elif kind == "device":
+            entry("tls/dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+
+    f = tmp_path / "evil.opbk"
+    backup.write_backup(f, PASS, add, app_version="evil", params=FAST)
+    before = _tree(target)
+    with pytest.raises(BackupFormatError):
+        backup.restore(f, target, PASS)
+    assert _tree(target) == before
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/outpost-absolute-escape").exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]

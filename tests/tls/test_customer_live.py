@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, FAST_HASH_CONFIG, ROOT, Appliance, do_login, do_setup, free_port, csrf_of
+from tests.conftest import FAST_HASH_CONFIG, ROOT, Appliance, do_login, do_setup, free_port, csrf_of
 
 from .conftest import openssl_path
 from .customer_pki import PKI
@@ -144,4 +144,3 @@ def test_cli_cert_import_show_rollback(tmp_path: Path, pki: PKI) -> None:
     assert back.returncode == 0 and "source:       generated" in back.stdout
     verify = _outpost("audit", "verify", *common)
     assert verify.returncode == 0, verify.stderr
-    assert ADMIN_PASSWORD  # (no admin needed for CLI commands: they run locally as the service user)

@@ -7,7 +7,7 @@ leaf is made with the cryptography library (OpenSSL 3.0 cannot back-date).
 from __future__ import annotations
 
 import hashlib
-import ssl
+import socket
 import time
 from pathlib import Path
 
@@ -89,7 +89,6 @@ def test_bad_pem_cases_refused_in_plain_words(pki: PKI, case, kw, words) -> None
     with pytest.raises(CertificateImportError) as err:
         _pem(pki, **kw)
     assert words in err.value.message, err.value.message
-    assert "wrong" not in err.value.message.replace("wrong password", "") or True
 
 
 def test_garbage_and_other_bad_files(pki: PKI) -> None:
@@ -135,7 +134,6 @@ def test_install_rollback_regenerate_hot_swap(tmp_path: Path, frozen_clock, pki:
     # a connection opened before the swap keeps working on its certificate
     ctx = client_context(m.ca_pem_path)
     ctx.check_hostname = False
-    import socket
     held = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=5), server_hostname="localhost")
 
     events = m.install_customer(_pem(pki, "good"))
@@ -199,4 +197,3 @@ def test_reencrypt_keys_is_idempotent(tmp_path: Path, frozen_clock, pki: PKI) ->
     assert reencrypt_keys(tmp_path / "tls", KEY_PASSWORD, b"new password") == 0
     again = make_manager(tmp_path / "tls", frozen_clock, password=b"new password")
     assert again.ensure() == [] and again.info().source == "customer"
-    ssl  # noqa: B018
