@@ -40,7 +40,8 @@ POLICY_LIMITS = {  # field -> (min, max): the same bounds as [auth] in config.py
 
 
 def _actor(principal: Principal, source: str) -> Actor:
-    return Actor(type="user", name=principal.username, source=source)
+    # API-key principals carry kind="api_key": the audit must say a key did it.
+    return Actor(type=getattr(principal, "kind", "user"), name=principal.username, source=source)
 
 
 def validate_policy(values: dict) -> SecurityPolicy:

@@ -96,7 +96,8 @@ async def _refuse(connection: ASGIConnection, exc: OutpostError, action: str, re
     """Audit a refused request, then raise. Nothing changed, so the record stands alone."""
     services = connection.app.state.services
     principal = principal_of(connection)
-    actor = Actor(type="user" if principal else "anonymous", name=principal.username if principal else "",
+    actor = Actor(type=getattr(principal, "kind", "user") if principal else "anonymous",
+                  name=principal.username if principal else "",
                   source=connection.scope.get(CLIENT, "unknown"))
     now = services.clock.now()
     await services.db.write(lambda conn: audit.record(

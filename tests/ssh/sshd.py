@@ -54,16 +54,14 @@ def _shared_password() -> tuple[str, bool]:
 def _ensure_user(public_key: str) -> str:
     if os.geteuid() != 0:
         pytest.skip("the sshd tests create a test user and need root (CI runs as root)")
-    password, created = _shared_password()
+    password, _ = _shared_password()
     try:
         pwd.getpwnam(TEST_USER)
-        exists = True
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], check=False, capture_output=True, timeout=30)
-        exists = False
-    if created or not exists:
-        subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True, capture_output=True,
-                       timeout=30)
+    # idempotent: every run sets the same shared password, so concurrent runs do not lock each other out
+    subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True, capture_output=True,
+                   timeout=30)
     entry = pwd.getpwnam(TEST_USER)
     ssh_dir = Path(entry.pw_dir) / ".ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

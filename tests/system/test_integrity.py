@@ -80,5 +80,7 @@ def test_mismatch_at_start_is_audited(tmp_path, keys, monkeypatch):
         assert records and records[0].outcome == "failure"
         again = services.check_integrity(actor=None)
         assert again.status == integrity.MISMATCH
+        samples = [x for source in services.metric_sources for x in source() if x[0] == "outpost_integrity_ok"]
+        assert samples and samples[0][-1] == 0  # registered as a /metrics source
     finally:
         services.close()

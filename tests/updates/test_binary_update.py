@@ -8,6 +8,9 @@ programs are the real binary."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import psutil
 import pytest
 
@@ -19,11 +22,25 @@ from .test_apply import Rig
 pytestmark = pytest.mark.binary
 
 
+def _stable_copy(binary, tmp_path) -> bytes:
+    """The binary's bytes, once a copy of them runs: dist/ is shared, and a concurrent
+    `build.py binary` may be rewriting it (a half-written copy fails with a PyInstaller TOC error)."""
+    copy = tmp_path / "outpost-copy"
+    for _ in range(10):
+        data = binary.read_bytes()
+        copy.write_bytes(data)
+        copy.chmod(0o755)
+        if subprocess.run([str(copy), "version"], capture_output=True, timeout=60).returncode == 0:
+            return data
+        time.sleep(5)
+    raise AssertionError(f"{binary} does not run")
+
+
 def test_real_binary_update_comes_up_in_the_other_slot(tmp_path, binary):  # noqa: F811
     keys = kit.Keys()
     rig = Rig(tmp_path, keys)
     rig.init()
-    data = binary.read_bytes()
+    data = _stable_copy(binary, tmp_path)
     v1 = kit.make(tmp_path / "outpost-1.0.0.opkg", keys, version="1.0.0", files=[("outpost", data, True)])
     v2 = kit.make(tmp_path / "outpost-2.0.0.opkg", keys, version="2.0.0", files=[("outpost", data, True)])
     try:
