@@ -249,7 +249,8 @@ def cmd_binary(args: list[str]) -> int:
         if not (VENDOR / name).is_file():
             _say(f"missing {VENDOR / name}")
             return 1
-    dist = ROOT / "build" / "onedir" if onedir else ROOT / "dist"
+    # Build beside, then rename into dist/: a reader of dist/outpost never sees a half-written file.
+    dist = ROOT / "build" / "onedir" if onedir else work / "dist"
     _say(f"freezing {'build/onedir/outpost/' if onedir else 'dist/outpost'} with PyInstaller ...")
     cmd = [str(py), "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
            "--onedir" if onedir else "--onefile", "--name", "outpost", "--distpath", str(dist),
@@ -261,7 +262,9 @@ def cmd_binary(args: list[str]) -> int:
     code = subprocess.call(cmd, cwd=ROOT)
     if code != 0 or onedir:
         return code
-    binary = dist / "outpost"
+    (ROOT / "dist").mkdir(exist_ok=True)
+    binary = ROOT / "dist" / "outpost"
+    os.replace(dist / "outpost", binary)
     # Smoke test away from the checkout and the venv: it must run on its own.
     probe = subprocess.run([str(binary), "version"], env={"PATH": "/usr/bin:/bin"}, cwd=work,
                            capture_output=True, text=True)
