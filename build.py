@@ -3,7 +3,7 @@
 
     python3 build.py run [--data-dir DIR] [--listen HOST:PORT] [--demo-data] [serve options]
     python3 build.py test [pytest args]
-    python3 build.py binary
+    python3 build.py binary [--version X.Y.Z] [--out FILE]   (defaults: the package version, dist/outpost)
     python3 build.py bench [names...]
     python3 build.py lock          (maintainers: re-pin requirements/*.lock)
     python3 build.py keygen --out DIR                  (update root + signing key, README "Updates and the key ceremony")
@@ -236,15 +236,28 @@ def _binary_datas() -> list[str]:
     return out
 
 
+def _take_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Remove `name VALUE` from args; return (VALUE or None, the rest)."""
+    if name not in args:
+        return None, args
+    i = args.index(name)
+    if i + 1 >= len(args):
+        raise SystemExit(f"{name} needs a value")
+    return args[i + 1], args[:i] + args[i + 2:]
+
+
 def cmd_binary(args: list[str]) -> int:
     """Freeze the appliance into the one executable dist/outpost (PLAT-1, PERF-6)."""
     py = dev_python()
     onedir = "--onedir" in args  # measurement only, see the comment above
     args = [a for a in args if a != "--onedir"]
-    work = ROOT / "build" / "pyinstaller"
+    version, args = _take_option(args, "--version")  # stamp another version (update tests)
+    out, args = _take_option(args, "--out")  # where the executable goes (default dist/outpost)
+    work = ROOT / "build" / ("pyinstaller" if version is None else f"pyinstaller-{version}")
     work.mkdir(parents=True, exist_ok=True)
     entry = work / "outpost_entry.py"
-    entry.write_text(_BINARY_ENTRY)
+    stamp = "" if version is None else f"import appliance\nappliance.__version__ = {version!r}\n"
+    entry.write_text(stamp + _BINARY_ENTRY)
     for name in ("htmx.min.js",):
         if not (VENDOR / name).is_file():
             _say(f"missing {VENDOR / name}")
@@ -262,9 +275,9 @@ def cmd_binary(args: list[str]) -> int:
     code = subprocess.call(cmd, cwd=ROOT)
     if code != 0 or onedir:
         return code
-    (ROOT / "dist").mkdir(exist_ok=True)
-    binary = ROOT / "dist" / "outpost"
-    os.replace(dist / "outpost", binary)
+    binary = Path(out).absolute() if out else ROOT / "dist" / "outpost"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(dist / "outpost"), str(binary))  # a rename within dist's file system
     # Smoke test away from the checkout and the venv: it must run on its own.
     probe = subprocess.run([str(binary), "version"], env={"PATH": "/usr/bin:/bin"}, cwd=work,
                            capture_output=True, text=True)
