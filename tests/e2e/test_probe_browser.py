@@ -65,7 +65,12 @@ def test_add_device_watch_it_chart_it_survive_host_key_change(appliance, tmp_pat
                 page.goto("/probe")
                 expect(page.locator('tr[data-device="lab-sshd"] .status-up')).to_be_visible()
 
-                # the chart shows points (uPlot draws canvases; data from series.json)
+                # the device page itself charts it, inside the htmx-loaded probe panel
+                page.goto(f"/devices/{device_id}")
+                expect(page.locator("#probe-panel #charts")).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+                expect(page.locator("#probe-panel #chart-cpu canvas")).to_have_count(1)
+
+                # and the monitoring page with ranges (uPlot draws canvases; data from series.json)
                 page.goto(f"/probe/devices/{device_id}")
                 charts = page.locator("#charts")
                 expect(charts).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))

@@ -1,9 +1,11 @@
 // Device charts (PROBE-4) with uPlot, served locally. No inline script or style (CSP):
 // everything is read from data- attributes and drawn by this file.
+// Charts start on page load, or when htmx swaps them in (the device page's probe panel).
 (function () {
   "use strict";
-  var section = document.getElementById("charts");
-  if (!section || typeof uPlot === "undefined") { return; }
+  function init(section) {
+  if (!section || typeof uPlot === "undefined" || section.getAttribute("data-ready")) { return; }
+  section.setAttribute("data-ready", "1");
   var url = section.getAttribute("data-series");
   var status = document.getElementById("chart-status");
   var charts = [];
@@ -43,8 +45,12 @@
     if (range) { load(range); }
   });
   load("1h");
-  setInterval(function () {
+  var timer = setInterval(function () {
+    if (!document.body.contains(section)) { clearInterval(timer); return; }
     var pressed = section.querySelector("button[aria-pressed='true']");
     if (pressed && pressed.getAttribute("data-range") === "1h") { load("1h"); }
   }, 30000);
+  }
+  init(document.getElementById("charts"));
+  document.addEventListener("htmx:afterSettle", function () { init(document.getElementById("charts")); });
 })();
