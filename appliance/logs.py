@@ -40,3 +40,5 @@ def configure(level: str) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # asyncssh logs every connection and auth step at info: one line per device poll reconnect.
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, root.level))
