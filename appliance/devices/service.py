@@ -37,6 +37,14 @@ __all__ = ["DeviceService", "CredentialInUseError", "CredentialNotFoundError", "
 log = logging.getLogger(__name__)
 
 
+
+def _require_device(conn, device_id: int):
+    """The device row, or DeviceNotFoundError (used inside write jobs)."""
+    device = queries.get_device(conn, device_id)
+    if device is None:
+        raise DeviceNotFoundError()
+    return device
+
 class DeviceService:
     def __init__(self, db, vault_key: bytes, clock: Clock) -> None:
         self.db = db
@@ -233,9 +241,7 @@ class DeviceService:
         entered = data
 
         def job(conn):
-            before = queries.get_device(conn, device_id)
-            if before is None:
-                raise DeviceNotFoundError()
+            before = _require_device(conn, device_id)
             errors = self._check_refs(conn, entered, device_id)
             if (before.host_key and entered.preset_fingerprint and not entered.preset_key
                     and entered.preset_fingerprint != before.host_key_fingerprint):
@@ -264,9 +270,7 @@ class DeviceService:
         now = self.clock.now()
 
         def job(conn):
-            before = queries.get_device(conn, device_id)
-            if before is None:
-                raise DeviceNotFoundError()
+            before = _require_device(conn, device_id)
             queries.delete_device(conn, device_id)
             audit.record(conn, ts=now, action="device.delete", actor=actor, target=f"device:{device_id}",
                          details={"name": before.name, "address": before.address})
@@ -378,9 +382,7 @@ class DeviceService:
         now = self.clock.now()
 
         def job(conn):
-            device = queries.get_device(conn, device_id)
-            if device is None:
-                raise DeviceNotFoundError()
+            device = _require_device(conn, device_id)
             if mode != "review":
                 if device.host_key is not None:
                     if sshkeys.same_public_key(device.host_key, line):
@@ -404,9 +406,7 @@ class DeviceService:
         now = self.clock.now()
 
         def job(conn):
-            device = queries.get_device(conn, device_id)
-            if device is None:
-                raise DeviceNotFoundError()
+            device = _require_device(conn, device_id)
             if device.host_key_status == "mismatch" and device.presented_fingerprint == fingerprint:
                 return  # idempotent while the same wrong key keeps being presented
             queries.update_mismatch(conn, device_id, key_line=line, fingerprint=fingerprint, now=now)
@@ -430,9 +430,7 @@ class DeviceService:
         now = self.clock.now()
 
         def job(conn):
-            current = queries.get_device(conn, device_id)
-            if current is None:
-                raise DeviceNotFoundError()
+            current = _require_device(conn, device_id)
             if current.presented_fingerprint != fingerprint:  # changed between read and write
                 raise StaleReviewError()
             self._pin(conn, device_id, key_line, actor, "review", now, previous=current.host_key_fingerprint)
@@ -445,9 +443,7 @@ class DeviceService:
         now = self.clock.now()
 
         def job(conn):
-            device = queries.get_device(conn, device_id)
-            if device is None:
-                raise DeviceNotFoundError()
+            device = _require_device(conn, device_id)
             queries.clear_pin(conn, device_id, now)
             audit.record(conn, ts=now, action="device.hostkey.forget", actor=actor, target=f"device:{device_id}",
                          details={"previous_fingerprint": device.host_key_fingerprint})

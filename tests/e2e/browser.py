@@ -23,6 +23,10 @@ by an init script), page errors, and every appliance response with its headers.
 
 from __future__ import annotations
 
+from playwright.sync_api import sync_playwright
+
+from contextlib import contextmanager
+
 import base64
 import hashlib
 import os
@@ -157,3 +161,27 @@ class Watch:
     def seen(self, path: str) -> list[Seen]:
         """Appliance responses whose path (query ignored) is `path`."""
         return [r for r in self.responses if r.path.split("?", 1)[0] == path]
+
+
+@contextmanager
+def admin_page(appliance, timeout_ms: int = 10_000):
+    """Set the appliance up, then yield (page, watch): Chromium signed in as the admin,
+    every request watched (external hosts, failures, CSP). The browser is closed after."""
+    from tests.conftest import do_setup
+    from tests.e2e.test_browser import sign_in  # lives with the sign-in flow it belongs to
+
+    require_chromium()
+    with appliance.client() as client:
+        assert do_setup(client, appliance.setup_code()).status_code == 303
+    with sync_playwright() as p:
+        browser = launch(p, appliance)
+        try:
+            context = browser.new_context(base_url=appliance.url)
+            context.set_default_timeout(timeout_ms)
+            watch = Watch.attach(context, appliance.url)
+            page = context.new_page()
+            page.goto("/login")
+            sign_in(page)
+            yield page, watch
+        finally:
+            browser.close()
