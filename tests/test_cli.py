@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import FAST_HASH_CONFIG, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = [["serve"], ["init"], ["check-config"], ["audit"], ["audit", "verify"], ["audit", "export"], ["version"]]
+COMMANDS = [["serve"], ["init"], ["check-config"], ["audit"], ["audit", "verify"], ["audit", "export"], ["version"],
+            ["update"], ["run-slot"], ["allowlist"], ["reset-admin"], ["cert"], ["backup"], ["restore"], ["rekey"]]
 
 
 def outpost(*args, env=None, timeout=60, user=None):
