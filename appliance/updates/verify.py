@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -27,6 +28,7 @@ from appliance.updates import bundle
 from appliance.updates.roots import TrustStore
 
 _CHUNK = 1 << 20
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleRefusedError(OutpostError):
@@ -83,16 +85,17 @@ def check_manifest(raw: bytes, installed_version: str) -> bundle.Manifest:
         new, floor = bundle.parse_version(manifest.version), bundle.parse_version(manifest.min_version)
         installed = bundle.parse_version(installed_version)
         paths = set()
-        for f in manifest.files:
-            bundle.check_path(f.path)
-            if f.path.lower() in paths:
-                raise BundleRefusedError(f"the manifest lists {f.path!r} twice (duplicate entries)")
-            paths.add(f.path.lower())
+        for entry in manifest.files:  # every entry, each refusal naming its entry
+            bundle.check_path(entry.path)
+            if entry.size < 0 or not _SHA256_HEX.fullmatch(entry.sha256):
+                raise BundleRefusedError(f"the manifest entry for {entry.path!r} has an invalid size or hash "
+                                         "(size must be >= 0, hash 64 lowercase hex digits)")
+            if entry.path.lower() in paths:
+                raise BundleRefusedError(f"the manifest lists {entry.path!r} twice (duplicate entries)")
+            paths.add(entry.path.lower())
         for p in paths:  # a file may not also be a directory of another entry ("lib" and "lib/x")
             if any(q.startswith(p + "/") for q in paths):
                 raise BundleRefusedError(f"the manifest uses {p!r} both as a file and as a directory")
-            if f.size < 0 or len(f.sha256) != 64 or f.sha256.strip("0123456789abcdef"):
-                raise BundleRefusedError(f"the manifest entry for {f.path!r} has an invalid size or hash")
     except bundle.BundleFormatError as exc:
         raise BundleRefusedError(str(exc)) from None
     if manifest.product != bundle.PRODUCT:

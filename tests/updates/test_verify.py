@@ -241,3 +241,40 @@ def test_not_enough_space_to_stage(tmp_path, keys):
 
 def test_device_file_test_is_real():
     assert stat.S_ISCHR(os.stat("/dev/zero").st_mode)
+
+
+def _two_files():
+    return [("outpost", kit.program("2.0.0"), True), ("lib/data.bin", b"payload data", False)]
+
+
+def _edit_entry(index, **kw):
+    def edit(m):
+        files = list(m.files)
+        files[index] = replace(files[index], **kw)
+        return replace(m, files=files)
+    return edit
+
+
+# Every manifest entry is checked, not only the last one (issue 11, finding 24). Each case is
+# built with NO payload after the header: a refusal naming the entry proves it came from the
+# manifest check, before any payload byte was read ("truncated"/"size mismatch" would not).
+ENTRY_CASES = [
+    ("negative size, first entry", 0, {"size": -1}, "'outpost'"),
+    ("negative size, last entry", 1, {"size": -7}, "'lib/data.bin'"),
+    ("non-hex hash, first entry", 0, {"sha256": "z" * 64}, "'outpost'"),
+    ("short hash, first entry", 0, {"sha256": "ab"}, "'outpost'"),
+    ("uppercase hash, first entry", 0, {"sha256": "AB" * 32}, "'outpost'"),
+    ("non-hex inside the hash, first entry", 0, {"sha256": "a" * 30 + "g" + "a" * 33}, "'outpost'"),
+    ("hash too long, last entry", 1, {"sha256": "a" * 65}, "'lib/data.bin'"),
+]
+
+
+@pytest.mark.parametrize("case,index,edit,name", ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_every_manifest_entry_is_checked_before_the_payload(tmp_path, keys, case, index, edit, name):
+    from appliance.updates import verify
+
+    path = kit.make(tmp_path / "b", keys, files=_two_files(), manifest_edit=_edit_entry(index, **edit), blobs=[])
+    with pytest.raises(BundleRefusedError) as info:
+        verify.verify_file(path, keys.trust, installed_version="1.0.0", now=kit.NOW)
+    message = info.value.message
+    assert name in message and "invalid size or hash" in message, message
