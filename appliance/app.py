@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -52,9 +53,11 @@ def prepare_data_dir(path: Path) -> Path:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A fresh random name, created with O_CREAT|O_EXCL|O_NOFOLLOW (mkstemp): a planted
+        # symlink can never make us create, truncate or write its target.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
     except PermissionError:
         raise DataDirError(f"the data directory {path} is not writable by this user") from None
     except OSError as exc:

@@ -133,3 +133,28 @@ def test_unknown_config_key_refuses_serve(tmp_path):
     r = outpost("serve", "--config", str(tmp_path / "c.toml"), "--data-dir", str(tmp_path / "d"), *root_flag())
     assert r.returncode == 1 and "listen_prot" in r.stderr and "web" in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_write_probe_does_not_follow_a_planted_symlink(tmp_path):
+    """Finding 15: a symlink named .write-test in the data directory must not make init or serve
+    create, truncate or write its target (the probe uses a fresh name with O_EXCL|O_NOFOLLOW)."""
+    from tests.conftest import Appliance
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    missing = tmp_path / "would-be-created"
+    for data, target in ((tmp_path / "d1", victim), (tmp_path / "d2", missing)):
+        data.mkdir(mode=0o700)
+        (data / ".write-test").symlink_to(target)
+        _init(data)
+        assert victim.read_text() == "precious\n" and not missing.exists()
+        assert (data / ".write-test").is_symlink(), "someone else's link is left alone"
+        assert not [p for p in data.iterdir() if p.name.startswith(".write-test") and not p.is_symlink()]
+    data = tmp_path / "d3"
+    data.mkdir(mode=0o700)
+    (data / ".write-test").symlink_to(victim)
+    app = Appliance(data, free_port())
+    try:
+        assert victim.read_text() == "precious\n"
+    finally:
+        app.stop()
