@@ -232,22 +232,26 @@ def cmd_audit_export(args) -> int:
 
     from appliance.audit import export
     from appliance.audit import log as audit
-    from appliance.audit.models import Actor
     from appliance.audit import filters
 
     flt, _, errors = filters.parse(vars(args))
     if errors:
         raise OutpostError("; ".join(f"--{k}: {v}" for k, v in errors.items()))
     db = _open_store(args)
+    chunks = export.csv_chunks if args.format == "csv" else export.jsonl_chunks
+    # A file output is a new 0600 file put in place when complete (finding 16).
+    output = (cli_admin.open_private_output(Path(args.output)) if args.output != "-"
+              else contextlib.nullcontext(sys.stdout.buffer))
     try:
-        user = os.environ.get("USER", "cli")  # local operator name for the audit record; not used for access
-        db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action="audit.export",
-                                                actor=Actor(type="system", name=f"cli:{user}", source="local"),
-                                                details={"format": args.format, "via": "cli"}))
-        chunks = export.csv_chunks if args.format == "csv" else export.jsonl_chunks
-        with db.reader() as conn, (open(args.output, "wb") if args.output != "-" else contextlib.nullcontext(sys.stdout.buffer)) as out:
-            for chunk in chunks(conn, flt):
-                out.write(chunk)
+        with output as out:
+            db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action="audit.export",
+                                                    actor=cli_admin.local_actor(),
+                                                    details={"format": args.format, "via": "cli"}))
+            with db.reader() as conn:
+                for chunk in chunks(conn, flt):
+                    out.write(chunk)
+    except OSError as exc:
+        raise OutpostError(f"cannot write {args.output}: {exc.strerror}") from None
     finally:
         db.close()
     return 0
@@ -255,7 +259,7 @@ def cmd_audit_export(args) -> int:
 
 def cmd_update(args) -> int:
     """update verify|apply|status|rollback and run-slot (appliance/updates/commands.py)."""
-    return update_commands.run(args, _load, _open_store)
+    return update_commands.run(args, _load, _open_store, f"cli:{cli_admin.local_user()}")
 
 
 def cmd_allowlist(args) -> int:
@@ -263,7 +267,6 @@ def cmd_allowlist(args) -> int:
     import time
 
     from appliance.access import allowlist
-    from appliance.audit.models import Actor
 
     db = _open_store(args)
     try:
@@ -271,8 +274,7 @@ def cmd_allowlist(args) -> int:
             networks = allowlist.show(db)
             print("\n".join(networks) if networks else "(empty: every address is allowed)")
             return 0
-        user = os.environ.get("USER", "cli")  # local operator name for the audit record; not used for access
-        before = allowlist.reset(db, Actor(type="system", name=f"cli:{user}", source="local"), time.time())
+        before = allowlist.reset(db, cli_admin.local_actor(), time.time())
         print(f"IP allow list cleared ({len(before)} entries removed); every address may connect again.")
         return 0
     finally:

@@ -3,7 +3,8 @@
 The store passphrase (STORE-2, [store] key_source = "passphrase") comes from, in order:
 1. the systemd credential `outpost-passphrase` (`LoadCredential=outpost-passphrase:/path`
    in the unit; systemd sets $CREDENTIALS_DIRECTORY). This is the ONLY environment
-   variable Outpost reads, and only here;
+   variable Outpost reads, and only here (the CLI's audit actor is the real uid's name
+   from the password database, never $USER);
 2. a console prompt (getpass) when standard input is a terminal.
 Otherwise start-up stops with a message saying how to provide it. Backup and rekey
 passphrases for scripted use come from files given on the command line (0600).
@@ -124,16 +125,51 @@ def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--force", action="store_true", help="rekey even if the data directory looks in use")
 
 
-def _actor():
+def local_user() -> str:
+    """The real uid's name from the password database, for audit records of CLI commands.
+
+    Never $USER or $LOGNAME: anyone can set those (to another name, or to a spreadsheet
+    formula). A uid with no passwd entry is recorded as "uid<N>".
+    """
+    import pwd
+
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid{uid}"
+
+
+def local_actor():
+    """The audit actor of a command run on this machine: system/cli:<user>, source local."""
     from appliance.audit.models import Actor
 
-    return Actor(type="system", name=f"cli:{os.environ.get('USER', 'cli')}", source="local")
+    return Actor(type="system", name=f"cli:{local_user()}", source="local")
+
+
+def open_private_output(path: Path):
+    """A context manager writing `path` atomically as a new 0600 file (whatever the umask,
+    and also when it replaces an existing, more open file): exports and backups hold data
+    only their owner may read."""
+    import stat
+
+    from appliance.store.atomic import private_writer
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    except OSError as exc:
+        raise OutpostError(f"cannot write {path}: {exc.strerror}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a link is replaced, never followed
+        raise OutpostError(f"{path} is not a regular file; give a file name (or - for standard output)")
+    return private_writer(Path(path))
 
 
 def _record(db, action: str, *, outcome: str = "success", target: str = "", details: dict | None = None) -> None:
     from appliance.audit import log as audit
 
-    db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action=action, actor=_actor(), outcome=outcome,
+    db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action=action, actor=local_actor(), outcome=outcome,
                                             target=target, details=details or {}))
 
 
@@ -230,7 +266,7 @@ def cmd_backup(args, load) -> int:
     try:
         service = backup.BackupService(db, data_dir, cfg.backup, _clock(), config_path=args.config,
                                        app_version=__version__)
-        size = service.create(args.output, passphrase, actor=_actor(), via="cli")
+        size = service.create(args.output, passphrase, actor=local_actor(), via="cli")
     finally:
         db.close()
     print(f"ok: backup written to {args.output} ({size} bytes)")

@@ -158,3 +158,49 @@ def test_write_probe_does_not_follow_a_planted_symlink(tmp_path):
         assert victim.read_text() == "precious\n"
     finally:
         app.stop()
+
+
+def _mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+def test_cli_files_are_private_and_the_actor_is_the_real_user(tmp_path):
+    """Finding 16: every file the CLI writes is 0600 even under a permissive umask (also when it
+    replaces an existing 0644 file), and the audit actor is the real uid's name from the
+    password database, never $USER (which anyone can set, here to a spreadsheet formula)."""
+    import json
+    import pwd
+
+    data = tmp_path / "d"
+    _init(data)
+    spoof = {"USER": '=HYPERLINK("http://evil.example","x")', "LOGNAME": "mallory"}
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "appliance", *args, "--data-dir", str(data), *root_flag()]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, umask=0o022,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), **spoof})
+        assert r.returncode == 0, r.stderr
+        return r
+
+    export = tmp_path / "audit.csv"
+    run("audit", "export", "-o", str(export))
+    assert _mode(export) == "0o600"
+    stale = tmp_path / "old-export.jsonl"
+    stale.write_text("old\n")
+    stale.chmod(0o644)
+    run("audit", "export", "--format", "jsonl", "-o", str(stale))
+    assert _mode(stale) == "0o600" and stale.read_text() != "old\n"
+    pp = tmp_path / "pp"
+    pp.write_text("a long enough backup passphrase\n")
+    pp.chmod(0o600)
+    backup_file = tmp_path / "b.opbk"
+    run("backup", "-o", str(backup_file), "--passphrase-file", str(pp))
+    assert _mode(backup_file) == "0o600"
+    run("allowlist", "reset")
+
+    me = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+    run("audit", "export", "--format", "jsonl", "-o", str(stale))
+    records = [json.loads(line) for line in stale.read_text().splitlines()]
+    by_cli = {r["action"]: r["actor"] for r in records if r["actor_type"] == "system" and r["actor"] != "system"}
+    assert by_cli == {"audit.export": me, "backup.create": me, "access.allowlist.reset": me}, by_cli
+    assert "HYPERLINK" not in stale.read_text() and "mallory" not in stale.read_text()

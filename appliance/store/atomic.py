@@ -14,11 +14,12 @@ O_EXCL, write, fsync the file, rename over the target, fsync the directory
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 _COPY_CHUNK = 1 << 20
 
@@ -38,6 +39,14 @@ def copy_atomic(src: Path, dst: Path, mode: int = 0o600) -> None:
         _replace_with(Path(dst), mode, lambda out: shutil.copyfileobj(source, out, _COPY_CHUNK))
 
 
+@contextlib.contextmanager
+def private_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Stream into a new file that replaces `path` atomically when the block ends without error
+    (constant memory: for exports and other large outputs). Same guarantees as write_atomic."""
+    with _open_replacement(Path(path), mode) as out:
+        yield out
+
+
 def fsync_dir(directory: Path) -> None:
     """fsync a directory so that entries created, renamed or removed in it are durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -48,12 +57,18 @@ def fsync_dir(directory: Path) -> None:
 
 
 def _replace_with(path: Path, mode: int, fill: Callable[[BinaryIO], object]) -> None:
+    with _open_replacement(path, mode) as out:
+        fill(out)
+
+
+@contextlib.contextmanager
+def _open_replacement(path: Path, mode: int) -> Iterator[BinaryIO]:
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), mode)  # the umask filtered os.open's mode; make it exact
-            fill(out)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

@@ -9,7 +9,6 @@ an `update apply` waits, and a long-open connection would write into the replace
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -83,9 +82,9 @@ def _print_status(st) -> None:
         print(f"last:      {st.last_result}{': ' + st.last_reason if st.last_reason else ''}")
 
 
-def run(args, load_config, open_db) -> int:
+def run(args, load_config, open_db, user: str) -> int:
+    """`user`: the audit actor name (cli:<real uid's name>, from the CLI)."""
     cfg = load_config(args)
-    user = f"cli:{os.environ.get('USER', 'cli')}"
     say = lambda s: print(s, flush=True)  # noqa: E731 (steps are printed as they start)
     if args.command == "run-slot":
         return _run_slot(args, cfg, open_db, say)
