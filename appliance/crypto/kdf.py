@@ -32,6 +32,9 @@ MIN_TIME, MAX_TIME = 1, 10
 MIN_MEMORY_KIB, MAX_MEMORY_KIB = 19456, 262144  # a tampered header cannot demand more than 256 MiB
 MIN_LANES, MAX_LANES = 1, 8
 WRAP_PREFIX = b"outpost-wrapped-key v1 "
+# The one minimum for passphrases that seal something new (backups from the CLI, the UI and
+# the scheduler; a new store passphrase). Files made before keep opening with theirs.
+MIN_PASSPHRASE = 12
 
 
 class KdfError(OutpostError):
@@ -43,6 +46,20 @@ class KdfError(OutpostError):
 
 class WrongPassphraseError(KdfError):
     code = "wrong_passphrase"
+
+
+class PassphraseTooShortError(KdfError):
+    code = "passphrase_too_short"
+
+
+def check_new_passphrase(passphrase: bytes, what: str = "backup passphrase") -> None:
+    """Refuse a passphrase for new sealed data shorter than MIN_PASSPHRASE characters (not bytes).
+
+    What it seals (the database key among others) can be attacked offline, where only the
+    passphrase's length and randomness stand against guessing. The message never holds it.
+    """
+    if len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE:
+        raise PassphraseTooShortError(f"the {what} must have at least {MIN_PASSPHRASE} characters")
 
 
 class KdfParams(msgspec.Struct, frozen=True, kw_only=True):

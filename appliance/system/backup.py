@@ -47,6 +47,7 @@ import base64
 import errno
 import hashlib
 import io
+import logging
 import os
 import secrets
 import shutil
@@ -75,6 +76,8 @@ DB_FILE = "outpost.db"
 CONFIG_NAME = "config.toml"
 RESTORED_CONFIG = "config-from-backup.toml"
 _LEN = struct.Struct(">I")
+SCHEDULE_RETRY_SECONDS = 900.0  # after a failed scheduled backup
+_log = logging.getLogger("outpost.backup")
 
 
 class BackupError(OutpostError):
@@ -513,6 +516,7 @@ class BackupService:
         from appliance.audit import log as audit
 
         try:
+            kdf.check_new_passphrase(passphrase)  # the one minimum: CLI, UI and scheduler all come here
             size = create(self._db, self._dir, Path(out_path), passphrase, config_path=self._config_path,
                           app_version=self._version, params=params)
         except OutpostError as exc:
@@ -533,6 +537,7 @@ class BackupService:
     def start_job(self, passphrase: bytes, *, actor, params: kdf.KdfParams | None = None) -> BackupJob:
         import threading
 
+        kdf.check_new_passphrase(passphrase)  # at once, so the form can say so (create() checks again)
         if any(j.state == "running" for j in self.jobs.values()):
             raise BackupError("a backup is already running; wait for it to finish")
         job = BackupJob(id=secrets.token_urlsafe(12), started_at=self._clock.now())
@@ -570,6 +575,7 @@ class BackupService:
             return
         while True:
             directory = Path(self._config.directory)
+            wait = 60.0
             try:
                 directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 if due(directory, self._config.interval_hours, self._clock.now()):
@@ -577,11 +583,13 @@ class BackupService:
                     out = directory / scheduled_name(self._clock.now())
                     await asyncio.to_thread(self.create, out, passphrase, actor=Actor.system(), via="schedule")
                     prune(directory, self._config.keep)
-            except OutpostError:
-                pass  # audited as backup.failure (or the passphrase file is unreadable: retried next round)
-            except OSError:
-                pass
-            await asyncio.sleep(60)
+            except (OutpostError, OSError) as exc:
+                # create() audited it as backup.failure; the log says why, so the admin can fix it.
+                # Retried less often, so a lasting problem does not flood the audit log.
+                reason = exc.message if isinstance(exc, OutpostError) else (exc.strerror or str(exc))
+                _log.error("scheduled backup failed", extra={"reason": reason})
+                wait = SCHEDULE_RETRY_SECONDS
+            await asyncio.sleep(wait)
 
 
 def read_passphrase_file(path: Path) -> bytes:

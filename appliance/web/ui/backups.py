@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.response import File
 
 from appliance.audit import log as audit
+from appliance.crypto import kdf
 from appliance.errors import NotFoundError, OutpostError, ValidationError
 from appliance.system import backup
 from appliance.web.api.common import actor
@@ -21,7 +22,7 @@ from appliance.web.guards import permission
 from appliance.web.ui.account import page, redirect, services, text
 
 MANAGE = permission("backups.manage")
-MIN_PASSPHRASE = 12
+MIN_PASSPHRASE = kdf.MIN_PASSPHRASE  # the one minimum, shared with the CLI and the scheduler
 
 
 def _page(request: Request, *, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
@@ -29,7 +30,7 @@ def _page(request: Request, *, errors: dict | None = None, message: str = "", st
     cfg = svc.config.backup
     scheduled = backup.list_backups(cfg.directory)[::-1] if cfg.directory else []
     return page(request, "backups/index.html", status=status, errors=errors or {}, message=message, cfg=cfg,
-                scheduled=scheduled, output_dir=str(svc.backups.output_dir()))
+                scheduled=scheduled, output_dir=str(svc.backups.output_dir()), min_passphrase=MIN_PASSPHRASE)
 
 
 @get("/settings/backups", guards=[MANAGE], name="backups")
