@@ -26,6 +26,7 @@ log = logging.getLogger("outpost")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 MAINTENANCE_SECONDS = 300.0
+TLS_WATCH_SECONDS = 2.0  # a CLI certificate change reaches new handshakes within this
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -143,12 +144,31 @@ async def _maintenance(services) -> None:
             log.error("maintenance failed", extra={"error": exc.code})
 
 
+async def _watch_tls(services) -> None:
+    """Pick up a certificate change made by `outpost cert ...` in another process within
+    seconds: a few stat calls per tick on the loop, a reload (in a thread) only on change."""
+    failed: tuple | None = None
+    while True:
+        await asyncio.sleep(TLS_WATCH_SECONDS)
+        if not services.tls.changed_on_disk() or services.tls.files_signature() == failed:
+            continue
+        try:
+            events = await asyncio.to_thread(services.tls.reload_if_changed)
+            failed = None
+            if events:
+                await asyncio.to_thread(services.record_system_events, events)
+        except OutpostError as exc:
+            failed = services.tls.files_signature()  # logged once per change, the old chain keeps serving
+            log.error("certificate files changed but cannot be loaded", extra={"error": exc.code, "reason": exc.message})
+
+
 async def _serve(services, host: str, port: int, demo_data: bool = False) -> None:
     from appliance.web import create_asgi
     from appliance.web.server import serve
 
     app = create_asgi(services)
     housekeeping = asyncio.create_task(_maintenance(services))
+    tls_watch = asyncio.create_task(_watch_tls(services))
     backups = asyncio.create_task(services.backups.scheduler())  # returns at once unless [backup] directory is set
     fleet = None
     if demo_data:
@@ -162,8 +182,11 @@ async def _serve(services, host: str, port: int, demo_data: bool = False) -> Non
     finally:
         housekeeping.cancel()
         backups.cancel()
+        tls_watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await housekeeping
+        with contextlib.suppress(asyncio.CancelledError):
+            await tls_watch
         with contextlib.suppress(asyncio.CancelledError):
             await backups
         await services.probe_scheduler.stop()

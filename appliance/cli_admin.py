@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from appliance import __version__
+from appliance.crypto import kdf
 from appliance.errors import OutpostError
 
 CREDENTIAL = "outpost-passphrase"
@@ -57,6 +58,15 @@ def _file_passphrase(path: Path) -> Callable[[], bytes]:
     return lambda: read_passphrase_file(path)
 
 
+def _checked(provider: Callable[[], bytes]) -> Callable[[], bytes]:
+    """A new store passphrase must meet the same minimum as a backup's (crypto/kdf.py)."""
+    def get() -> bytes:
+        value = provider()
+        kdf.check_new_passphrase(value, "database passphrase")
+        return value
+    return get
+
+
 def _new_passphrase_prompt() -> Callable[[], bytes]:
     def get() -> bytes:
         if not sys.stdin.isatty():
@@ -64,8 +74,7 @@ def _new_passphrase_prompt() -> Callable[[], bytes]:
         first = getpass.getpass("New database passphrase: ").encode()
         if first != getpass.getpass("Repeat the new passphrase: ").encode():
             raise OutpostError("the two passphrases differ; nothing was changed")
-        if len(first) < 12:
-            raise OutpostError("the passphrase must have at least 12 characters")
+        kdf.check_new_passphrase(first, "database passphrase")
         return first
     return get
 
@@ -73,7 +82,7 @@ def _new_passphrase_prompt() -> Callable[[], bytes]:
 def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     cert = sub.add_parser("cert", help="show, import, regenerate or roll back the HTTPS certificate",
                           description="Customer certificates (TLS-2). A running server picks up a change made here "
-                                      "within 5 minutes (or at restart); the web UI switches at once.")
+                                      "within a few seconds; the web UI switches at once.")
     csub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
     p = csub.add_parser("show", help="print the certificate in use, its expiry and what rollback would restore")
     common(p)
@@ -207,6 +216,11 @@ def cmd_cert(args, load) -> int:
             events = tls.install_customer(bundle)
             for warning in bundle.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
+            if not events:
+                _print_info(tls.info())
+                print("This certificate is already in use; nothing changed (rollback still restores the one "
+                      "before it).", file=sys.stderr)
+                return 0
         elif args.cert_command == "rollback":
             events = tls.rollback()
         else:
@@ -216,7 +230,7 @@ def cmd_cert(args, load) -> int:
         for event in dict.fromkeys(events):
             _record(db, event, target=info.leaf_subject, details={"fingerprint": info.leaf_fingerprint, "via": "cli"})
         _print_info(info)
-        print("A running server switches within 5 minutes (or restart it).", file=sys.stderr)
+        print("A running server switches within a few seconds.", file=sys.stderr)
         return 0
     finally:
         db.close()
@@ -328,7 +342,7 @@ def cmd_rekey(args, load) -> int:
     current = "passphrase" if keyfile.is_wrapped(data_dir / dbkey.KEY_FILE) else "file"
     new_source = args.key_source or current
     passphrase = _file_passphrase(args.passphrase_file) if args.passphrase_file else store_passphrase()
-    new_pass = (_file_passphrase(args.new_passphrase_file) if args.new_passphrase_file
+    new_pass = (_checked(_file_passphrase(args.new_passphrase_file)) if args.new_passphrase_file
                 else (passphrase if current == "passphrase" and not args.key_source else _new_passphrase_prompt()))
     facts = dbkey.rekey(data_dir, passphrase=passphrase, new_source=new_source,
                         new_passphrase=new_pass if new_source == "passphrase" else None)

@@ -135,6 +135,7 @@ class TLSManager:
         self._customer: x509.Certificate | None = None  # the imported leaf being served, if any
         self._served: bytes = b""  # DER of the leaf the live context serves
         self._force_leaf = False
+        self._signature: tuple | None = None  # files_signature() when ensure() last read the files
         self._lock = threading.RLock()  # file changes come from the UI, the CLI path and maintenance
 
     @property
@@ -212,12 +213,36 @@ class TLSManager:
             self._force_leaf = False
 
         self._ca, self._leaf, self._customer = ca, leaf, customer
+        self._signature = self.files_signature()
         served = self._served_cert()
         if self._context is not None and self._served != served.public_bytes(serialization.Encoding.DER):
             fresh = server_context(self._config.profile)
             self._load_chain(fresh)
             self._live = fresh  # one reference assignment: handshakes see old or new, whole
         return events
+
+    def files_signature(self) -> tuple:
+        """(name, inode, mtime, size) of every file that decides what is served: cheap enough
+        (a few stat calls) to poll every few seconds from the event loop."""
+        facts = []
+        for path in (self._ca_key_path, self._leaf_path, self._customer_path, self._previous_path,
+                     self._previous_generated):
+            try:
+                st = path.stat()
+                facts.append((path.name, st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                facts.append((path.name, None, None, None))
+        return tuple(facts)
+
+    def changed_on_disk(self) -> bool:
+        """True when another process (`outpost cert import|rollback|regenerate`) changed the files
+        since `ensure()` last read them."""
+        return self._signature is not None and self.files_signature() != self._signature
+
+    def reload_if_changed(self) -> list[str]:
+        """`ensure()` if the files changed on disk (hot swap to what the CLI installed), else []."""
+        with self._lock:
+            return self._ensure() if self.changed_on_disk() else []
 
     def renew_if_due(self) -> list[str]:
         """Periodic entry point (e.g. daily): `ensure()`, which hot-swaps a renewed leaf.
@@ -271,12 +296,17 @@ class TLSManager:
         """Serve a validated customer certificate from the next handshake on; keep the current one for rollback.
 
         Connections in flight keep their certificate. Raises TLSFileError (nothing
-        changed) if the bundle does not load into a TLS context.
+        changed) if the bundle does not load into a TLS context. Returns [] (nothing
+        changed, no event) when the bundle is the certificate already served.
         """
         with self._lock:
             return self._install_customer(bundle)
 
     def _install_customer(self, bundle: importer.CustomerBundle) -> list[str]:
+        if self._leaf is not None and bundle.fingerprint == selfsigned.fingerprint(self._served_cert()):
+            # Re-importing what is served changes nothing: in particular the previous
+            # certificate stays what rollback restores (it must not become this one).
+            return []
         self._prepare_dir()
         staged = self._dir / "customer.new.pem"
         self._write(staged, importer.bundle_pem(bundle, self._password))

@@ -76,6 +76,9 @@ async def import_certificate(request: Request) -> Response:
     except OutpostError as exc:
         await _audit(request, "tls.cert.import.refused", outcome="failure", details={"reason": exc.message[:300]})
         return _page(request, message=f"Not imported: {exc.message}", status=400)
+    if not events:
+        return _page(request, ok="This certificate is already in use; nothing changed. Rollback still restores the "
+                                 "certificate that was in use before it.", warnings=bundle.warnings)
     info = svc.tls.info()
     for event in dict.fromkeys(events):
         await _audit(request, event, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
