@@ -24,6 +24,7 @@ from appliance.auth import permissions
 from appliance.clock import Clock, SystemClock
 from appliance.config import Config
 from appliance.crypto import keyfile, tokens
+from appliance.crypto.keypool import KeyPool
 from appliance.crypto.passwords import PasswordHasher
 from appliance.devices.service import DeviceService
 from appliance.errors import OutpostError
@@ -131,7 +132,9 @@ class Services:
         self.allowed_hosts = names | {h.lower() for h in cfg.web.allowed_hosts} | {s.lower() for s in self.tls.info().leaf_sans}
         self.licences = licences.bundled()
         # Inventory and the SSH credential vault (DEV-1..4); the probe subscribes to its changes.
-        self.devices = DeviceService(self.db, self.vault_key, self.clock)
+        # Uploaded keys are parsed on their own bounded pool (issue 11, finding 8).
+        self.key_pool = KeyPool(workers=1, queue=4)
+        self.devices = DeviceService(self.db, self.vault_key, self.clock, self.key_pool)
         # API keys and the IP allow list (ACL-2, ACL-3); the pepper lives outside the database.
         self.apikeys = ApiKeyService(self.db, cfg.access, self.clock, load_or_create_key(self.data_dir / APIKEY_KEY_FILE),
                                      grantable=permissions.covers)
@@ -211,6 +214,7 @@ class Services:
 
     def close(self) -> None:
         self.hasher.close()
+        self.key_pool.close()
         self.db.close()
 
 

@@ -6,7 +6,8 @@ Fingerprints are the OpenSSH form: "SHA256:" + unpadded base64 of SHA-256 over
 the public key blob (RFC 4253 §6.6 wire encoding).
 
 Invariants: no error message ever contains key material or a passphrase; RSA keys
-under 2048 bits and DSA keys are refused.
+under 2048 bits and DSA keys are refused; a key asking for a key-derivation cost above
+the caps in kdfcost.py is refused before anything is derived.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import re
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from appliance.crypto import kdfcost
 
 MIN_RSA_BITS = 2048
 MAX_KEY_CHARS = 32_768
@@ -67,6 +70,12 @@ def parse_private_key(text: str, passphrase: str | None = None) -> ParsedKey:
         raise KeyError_("This is a public key; paste the private key.")
     data = text.replace("\r\n", "\n").strip().encode("utf-8", "replace") + b"\n"
     password = passphrase.encode() if passphrase else None
+    try:
+        kdfcost.check_private_key_pem(data)  # before anything is derived (issue 11, finding 8)
+    except kdfcost.KdfCostError as exc:
+        raise KeyError_(f"The private key was refused: {exc}.") from None
+    except kdfcost.KeyFileError as exc:
+        raise KeyError_(str(exc)) from None
     try:
         key = _load(data, password)
     except KeyError_:

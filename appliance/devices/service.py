@@ -12,7 +12,6 @@ Invariants (what must never happen):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -23,6 +22,7 @@ from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.crypto import sshkeys, vault
+from appliance.crypto.keypool import KeyPool
 from appliance.devices import queries, validate
 from appliance.devices.credentials import KeyFacts, check_credential, open_credential, seal_credential
 from appliance.devices.errors import (CredentialInUseError, CredentialNotFoundError, DeviceNotFoundError,
@@ -46,10 +46,13 @@ def _require_device(conn, device_id: int):
     return device
 
 class DeviceService:
-    def __init__(self, db, vault_key: bytes, clock: Clock) -> None:
+    def __init__(self, db, vault_key: bytes, clock: Clock, key_pool: KeyPool | None = None) -> None:
         self.db = db
         self._key = vault_key
         self.clock = clock
+        # Parsing a private key derives from its passphrase: on a small bounded pool, never the
+        # default executor (issue 11, finding 8). The app shares one with certificate imports.
+        self._key_pool = key_pool or KeyPool()
         self._subscribers: list[Callable[[int], None]] = []
         # Set by the probe: async fn(device_ids) -> {device_id: status dict} for the device list's
         # status columns (templates/devices/_status_cell.html). None: the list shows no probe status.
@@ -199,7 +202,7 @@ class DeviceService:
     async def _check_new_credential(self, new_credential: CredentialInput | None):
         if new_credential is None:
             return None
-        clean, facts, errors = await asyncio.to_thread(check_credential, new_credential)
+        clean, facts, errors = await self._key_pool.run(check_credential, new_credential)
         if errors:
             raise ValidationError("The device was not saved.", details={f"new_{k}": v for k, v in errors.items()})
         return clean, facts
@@ -282,7 +285,7 @@ class DeviceService:
 
     async def create_credential(self, data: CredentialInput, *, actor: Actor) -> int:
         """Validate and seal a new credential; ValidationError (per field, no secret quoted) if refused."""
-        clean, facts, errors = await asyncio.to_thread(check_credential, data)
+        clean, facts, errors = await self._key_pool.run(check_credential, data)
         if errors:
             raise ValidationError("The credential was not saved.", details=errors)
         now = self.clock.now()
@@ -309,7 +312,7 @@ class DeviceService:
     async def update_credential(self, credential_id: int, data: CredentialInput, *, actor: Actor) -> None:
         """Rename / change the user name; replace the secret only if a new one is given."""
         replace = bool(data.password or data.private_key)
-        clean, facts, errors = await asyncio.to_thread(check_credential, data, require_secret=False)
+        clean, facts, errors = await self._key_pool.run(check_credential, data, require_secret=False)
         if errors:
             raise ValidationError("The credential was not saved.", details=errors)
         now = self.clock.now()

@@ -6,7 +6,8 @@ the hot swap.
 
 What is checked, each with its own message:
 - the files are PEM certificates / a PEM private key (optionally encrypted, PKCS#8 or
-  traditional) or PKCS#12, and the password opens them;
+  traditional) or PKCS#12, and the password opens them; the key-derivation cost they ask
+  for is within the caps of crypto/kdfcost.py, checked before anything is derived;
 - the private key belongs to one of the certificates (that one is the leaf);
 - the chain: the certificates are put in order from the leaf up (an unordered file is
   REORDERED, not refused: order is a common export accident, not a security problem);
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from appliance.crypto import kdfcost, pkcs12scan
 from appliance.errors import ValidationError
 from appliance.tls import selfsigned
 
@@ -39,6 +41,11 @@ MAX_FILE_BYTES = 1 << 20
 MAX_CHAIN = 10
 RSA_MIN, RSA_WARN = 2048, 3072
 EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+
+
+_P12_UNOPENED = {False: "The PKCS#12 file could not be opened: it needs a password, or it is not a PKCS#12 file.",
+                 True: "The PKCS#12 file could not be opened: the password is wrong, or the file is not a PKCS#12 "
+                       "file."}
 
 
 class CertificateImportError(ValidationError):
@@ -76,13 +83,16 @@ def from_pkcs12(data: bytes, password: bytes | None, *, hostname: str, now: floa
     """Validate a PKCS#12 (.p12/.pfx) file holding the key, the leaf and its chain."""
     _size(data, "PKCS#12 file")
     try:
+        pkcs12scan.check_pkcs12(data, password)  # every derivation's cost, before any is made
         key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
+    except kdfcost.KdfCostError as exc:
+        raise CertificateImportError(f"The PKCS#12 file was refused: {exc}.") from None
+    except kdfcost.KeyFileError as exc:
+        if not isinstance(exc, pkcs12scan.Pkcs12PasswordError):
+            raise CertificateImportError(str(exc)) from None
+        raise CertificateImportError(_P12_UNOPENED[bool(password)]) from None
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        if not password:
-            raise CertificateImportError("The PKCS#12 file could not be opened: it needs a password, or it is not "
-                                         "a PKCS#12 file.") from None
-        raise CertificateImportError("The PKCS#12 file could not be opened: the password is wrong, or the file is "
-                                     "not a PKCS#12 file.") from None
+        raise CertificateImportError(_P12_UNOPENED[bool(password)]) from None
     if key is None or cert is None:
         raise CertificateImportError("The PKCS#12 file must hold both the certificate and its private key.")
     return _validate([cert, *extra], key, hostname=hostname, now=now)
@@ -120,6 +130,12 @@ def _pem_key(data: bytes, password: bytes | None, *, separate: bool):
     if b"PRIVATE KEY-----" not in data:
         raise CertificateImportError(f"No PEM private key was found in the {where}.")
     pem = _first_key_block(data)
+    try:
+        kdfcost.check_private_key_pem(pem)  # before anything is derived (issue 11, finding 8)
+    except kdfcost.KdfCostError as exc:
+        raise CertificateImportError(f"The private key was refused: {exc}.") from None
+    except kdfcost.KeyFileError as exc:
+        raise CertificateImportError(str(exc)) from None
     try:
         return serialization.load_pem_private_key(pem, password=password or None)
     except TypeError as exc:

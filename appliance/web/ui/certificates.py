@@ -67,9 +67,9 @@ async def import_certificate(request: Request) -> Response:
         password = text(form, "password").encode() or None
         p12, cert, key = await _upload(form, "p12"), await _upload(form, "cert"), await _upload(form, "key")
         if p12 is not None and cert is None:
-            bundle = await asyncio.to_thread(importer.from_pkcs12, p12, password, hostname=hostname, now=time.time())
+            bundle = await svc.key_pool.run(importer.from_pkcs12, p12, password, hostname=hostname, now=time.time())
         elif cert is not None and p12 is None:
-            bundle = await asyncio.to_thread(importer.from_pem, cert, key, password, hostname=hostname, now=time.time())
+            bundle = await svc.key_pool.run(importer.from_pem, cert, key, password, hostname=hostname, now=time.time())
         else:
             raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) or a PKCS#12 file.")
         events = await asyncio.to_thread(svc.tls.install_customer, bundle)
