@@ -1,7 +1,8 @@
 """Writing and verifying the hash-chained audit log (AUDIT-1..3).
 
 `record()` is called with the write connection inside the caller's transaction,
-so the record and the change it describes commit or roll back together.
+so the record and the change it describes commit or roll back together (and, during an
+API write request, the request's api.write record with them: audit/apiwrite.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 
 import msgspec
 
-from appliance.audit import events, queries
+from appliance.audit import apiwrite, events, queries
 from appliance.audit.models import Actor, AuditFilter, ChainReport, Outcome
 
 GENESIS = b"\x00" * 32
@@ -48,7 +49,18 @@ def record(conn, *, ts: float, action: str, actor: Actor, outcome: Outcome = "su
     queries.insert_record(conn, seq=seq, ts=ts, code=event.code, action=action, actor_type=actor.type, actor=actor.name,
                           source=actor.source, target=target, outcome=outcome, details=details_json,
                           prev_hash=prev, hash=chain_hash(prev, content))
+    if outcome == "success" and action != "api.write":
+        _api_write_with_change(conn, ts)
     return seq
+
+
+def _api_write_with_change(conn, ts: float) -> None:
+    """The first change made during an API write request carries the request's api.write
+    record into its own transaction (audit/apiwrite.py)."""
+    pending = apiwrite.CURRENT.get()
+    if pending is not None and pending.seq is None:
+        pending.seq = record(conn, ts=ts, action="api.write", actor=pending.actor, target=pending.target,
+                             details=pending.details())
 
 
 def verify_chain(conn) -> ChainReport:

@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import errno
+import functools
 import os
 import queue
 import threading
@@ -213,7 +215,7 @@ class Database:
         """
         state = self._loop_state()
         await state.slots.acquire()
-        job = _Job(fn, state.loop.create_future(), state.loop, state.slots)
+        job = _Job(_in_callers_context(fn), state.loop.create_future(), state.loop, state.slots)
         try:
             self._enqueue(job)
         except BaseException:
@@ -226,7 +228,7 @@ class Database:
         if threading.current_thread() is self._thread:
             raise StoreError("write_sync was called from inside a write job; it would wait for itself")
         self._sync_slots.acquire()
-        job = _Job(fn, concurrent.futures.Future(), None, self._sync_slots)
+        job = _Job(_in_callers_context(fn), concurrent.futures.Future(), None, self._sync_slots)
         try:
             self._enqueue(job)
         except BaseException:
@@ -531,6 +533,12 @@ def _connect(path: Path, key: bytes, *, writable: bool) -> _Handle:
         conn.close()
         raise
     return _Handle(conn, guard)
+
+
+def _in_callers_context(fn: Callable[[Connection], T]) -> Callable[[Connection], T]:
+    """Run a write job in its caller's contextvars (as asyncio.to_thread does): request-scoped
+    facts, such as the api.write record a change must carry (audit/apiwrite.py), reach it."""
+    return functools.partial(contextvars.copy_context().run, fn)
 
 
 def _snapshot(path: Path, key: bytes, dest: Path) -> None:

@@ -9,7 +9,9 @@ Invariants (what must never happen):
   source's failure budget; past the budget the source gets 429 without a key check.
 - A state-changing request carries JSON or no body at all; anything else gets 415.
 - Every state-changing request made with a key is audited (api.write) with the
-  key's public id, the method, path and the response status.
+  key's public id, the method and path: in the transaction of the first change it makes,
+  before the response (so a crash cannot keep the change and lose the record); a request
+  that changes nothing or fails is recorded after its response, with the status.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 from appliance.access.apikeys import _MESSAGES, InvalidApiKeyError
-from appliance.audit import log as audit
+from appliance.audit import apiwrite, log as audit
+from appliance.audit.apiwrite import ApiWrite
 from appliance.audit.models import Actor
 from appliance.web.security import CLIENT, PRINCIPAL
 
@@ -109,7 +112,9 @@ class ApiGate:
         await self._audited(app, scope, receive, send)
 
     async def _audited(self, app, scope, receive, send) -> None:
-        """Run a write made with a key, then audit it with the status it got."""
+        """Run a write made with a key. Its api.write record commits with the first change the
+        request makes, in that change's transaction, before any response (audit/apiwrite.py).
+        A request that changed nothing, or failed, is recorded afterwards with its status."""
         status = 500
 
         async def capture(message) -> None:
@@ -118,13 +123,17 @@ class ApiGate:
                 status = message["status"]
             await send(message)
 
+        principal = scope[PRINCIPAL]
+        pending = ApiWrite(actor=Actor(type="api_key", name=principal.username, source=scope[CLIENT]),
+                           target=f"apikey:{principal.key_id}", method=scope.get("method", ""), path=scope["path"])
+        token = apiwrite.CURRENT.set(pending)
         try:
             await app(scope, receive, capture)
         finally:
-            principal = scope[PRINCIPAL]
-            outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
-            now = self.services.clock.now()
-            actor = Actor(type="api_key", name=principal.username, source=scope[CLIENT])
-            await self.services.db.write(lambda conn: audit.record(
-                conn, ts=now, action="api.write", actor=actor, outcome=outcome, target=f"apikey:{principal.key_id}",
-                details={"method": scope.get("method", ""), "path": scope["path"][:200], "status": status}))
+            apiwrite.CURRENT.reset(token)
+            if pending.seq is None or status >= 400:
+                outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
+                now = self.services.clock.now()
+                await self.services.db.write(lambda conn: audit.record(
+                    conn, ts=now, action="api.write", actor=pending.actor, outcome=outcome, target=pending.target,
+                    details=pending.details(status)))
