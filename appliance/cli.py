@@ -164,6 +164,7 @@ async def _watch_tls(services) -> None:
 
 async def _serve(services, host: str, port: int, demo_data: bool = False) -> None:
     from appliance.web import create_asgi
+    from appliance.web.connlimits import Limits
     from appliance.web.server import serve
 
     app = create_asgi(services)
@@ -177,8 +178,10 @@ async def _serve(services, host: str, port: int, demo_data: bool = False) -> Non
         fleet = await start_demo(services)
     services.probe_scheduler.start()  # the SSH probe runs only while serving
     try:
+        web = services.config.web
         await serve(app, host=host, port=port, ssl_context=services.tls.ssl_context(),
-                    on_started=lambda: log.info("listening", extra={"url": f"https://{host}:{port}"}))
+                    on_started=lambda: log.info("listening", extra={"url": f"https://{host}:{port}"}),
+                    limits=Limits.from_config(web), allow=services.allowlist.allows, trusted_proxies=web.trusted_proxies)
     finally:
         housekeeping.cancel()
         backups.cancel()
@@ -196,9 +199,13 @@ async def _serve(services, host: str, port: int, demo_data: bool = False) -> Non
 
 def cmd_serve(args) -> int:
     from appliance import app
+    from appliance.web.connlimits import raise_nofile_limit
 
     cfg = _load(args)
     logs.configure(cfg.log.level)
+    # Connections are files: systemd's soft default (1024) is far below what [web] max_connections allows.
+    soft, hard = raise_nofile_limit()
+    log.info("open file limit", extra={"soft": soft, "hard": hard})
     host, port = cfg.web.listen_host, cfg.web.listen_port
     if args.listen:
         host, _, port_text = args.listen.rpartition(":")

@@ -37,8 +37,17 @@ class WebConfig(_Section):
     allowed_hosts: Annotated[list[str], _doc("Extra Host header values accepted besides hostname, localhost and the machine's addresses.")] = []
     max_body_bytes: Annotated[int, _doc("Largest request body accepted, in bytes; larger ones get 413.", ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     trusted_proxies: Annotated[list[str], _doc("Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed. Empty: the socket peer is the client.")] = []
+    tls_handshake_timeout: Annotated[float, _doc("Seconds a new connection has to complete its TLS handshake; then it is closed.", ge=1, le=60)] = 10.0
+    header_timeout: Annotated[float, _doc("Seconds a connection has to send a complete request head (request line and headers), counted from the handshake or from the previous response; then it is closed.", ge=1, le=120)] = 15.0
+    max_header_bytes: Annotated[int, _doc("Largest request head (request line and headers) in bytes; larger ones get 431 and the connection is closed.", ge=8192, le=65536)] = 32768
+    max_header_count: Annotated[int, _doc("Most header fields in one request; more get 431 and the connection is closed.", ge=16, le=500)] = 100
+    max_url_bytes: Annotated[int, _doc("Longest request target (path and query) in bytes; longer ones get 414 and the connection is closed.", ge=1024, le=16384)] = 8192
+    max_connections: Annotated[int, _doc("Open connections at once, all addresses together; more are closed as soon as they are accepted. Lowered at start to fit the open-file limit (minus 256 kept for the database, logs and SSH).", ge=16, le=1048576)] = 4096
+    max_connections_per_address: Annotated[int, _doc("Open connections at once from one client address (trusted_proxies are exempt); more are closed as soon as they are accepted.", ge=1, le=65536)] = 64
 
     def __post_init__(self) -> None:
+        if self.max_url_bytes > self.max_header_bytes:
+            raise ValueError("max_url_bytes must not exceed max_header_bytes (the request line is part of the head)")
         for i, item in enumerate(self.trusted_proxies):
             try:
                 ipaddress.ip_network(item, strict=False)

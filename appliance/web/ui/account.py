@@ -20,6 +20,7 @@ from appliance.errors import ConflictError, OutpostError, RateLimitedError, Vali
 from appliance.web.cookies import session_cookie
 from appliance.web.errors import outpost_error, wants_json
 from appliance.web.guards import PENDING_OK, PendingStepError, authenticated, principal_of
+from appliance.web.redirects import safe_next  # the one rule for `next` (no open redirect)
 from appliance.web.render import render
 from appliance.web.security import CLIENT, PRINCIPAL
 
@@ -29,13 +30,6 @@ PENDING = {PENDING_OK: True}
 
 def redirect(location: str) -> Response:
     return Response(b"", status_code=303, headers={"Location": location})
-
-
-def safe_next(value: str | None, default: str = "/dashboard") -> str:
-    """A same-site path to return to (never another origin: no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
-        return default
-    return value
 
 
 def text(form, name: str, errors: dict | None = None) -> str:
