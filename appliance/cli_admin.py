@@ -312,7 +312,10 @@ def cmd_restore(args, load) -> int:
         db, _ = dbkey.unlock(staged, key_source=source, passphrase=store_pass, readers=1)
         db.close()
 
-    header = backup.restore(args.file, data_dir, passphrase, check_open=check_open)
+    try:
+        header = backup.restore(args.file, data_dir, passphrase, check_open=check_open)
+    except OutpostError as exc:  # every refusal comes before the swap
+        raise OutpostError(f"{exc.message} (nothing was changed in {data_dir})") from None
     from appliance.crypto import keyfile
 
     source = "passphrase" if keyfile.is_wrapped(data_dir / dbkey.KEY_FILE) else "file"

@@ -283,7 +283,7 @@ def extract(backup: Path, passphrase: bytes, dest: Path) -> Header:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for member in tar:
                     if not (member.isfile() or member.isdir()):
-                        raise BackupFormatError(f"the backup holds an entry of a forbidden kind: {member.name!r}")
+                        raise BackupFormatError(f"the backup holds {_kind(member)}, which is forbidden: {member.name!r}")
                     parts = member.name.split("/")
                     if member.name.startswith("/") or ".." in parts or "\\" in member.name:
                         raise BackupFormatError(f"the backup holds an entry with a forbidden path: {member.name!r}")
@@ -296,8 +296,21 @@ def extract(backup: Path, passphrase: bytes, dest: Path) -> Header:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise BackupDiskFullError("not enough disk space to unpack the backup for verification") from None
-            raise
+            # e.g. a file where its own content needs a directory: refused like any other damage
+            raise BackupFormatError(f"the backup's content is damaged: it cannot be unpacked ({exc.strerror})") from None
     return header
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "a symbolic link"
+    if member.islnk():
+        return "a hard link"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    return "an entry of an unknown kind"
 
 
 # -- helpers -------------------------------------------------------------------------------
