@@ -212,7 +212,7 @@ def _leaf_for(certs: list[x509.Certificate], key) -> x509.Certificate:
 
 
 def _name(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(no subject)"
+    return selfsigned.name_text(cert.subject) or "(no subject)"
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -240,7 +240,7 @@ def _order_chain(leaf: x509.Certificate, others: list[x509.Certificate]) -> list
         issuer = next((c for c in pool if _signed_by(current, c)), None)
         if issuer is None:
             raise CertificateImportError(
-                f"The chain is incomplete: the issuer of \"{_name(current)}\" (\"{current.issuer.rfc4514_string()}\") "
+                f"The chain is incomplete: the issuer of \"{_name(current)}\" (\"{selfsigned.name_text(current.issuer)}\") "
                 "is not in the file. Add the intermediate and root CA certificates after the server certificate.")
         if not _is_ca(issuer):
             raise CertificateImportError(f"\"{_name(issuer)}\" signed \"{_name(current)}\" but is not a CA certificate.")
@@ -276,7 +276,7 @@ def _check_names(leaf: x509.Certificate, hostname: str) -> None:
     if not hostname:
         raise CertificateImportError("The appliance has no hostname to check the certificate against; set [web] hostname.")
     if not any(_matches(pattern, hostname) for pattern in names):
-        shown = ", ".join(names) or "no names at all (no subjectAltName)"
+        shown = ", ".join(selfsigned.printable(n) for n in names) or "no names at all (no subjectAltName)"
         raise CertificateImportError(f"The certificate is for {shown}; it does not cover this appliance's name "
                                      f"\"{hostname}\". Get a certificate for that name, or set [web] hostname.")
 

@@ -282,11 +282,11 @@ class TLSManager:
             ca_fingerprint=selfsigned.fingerprint(self._ca.cert),
             leaf_fingerprint=selfsigned.fingerprint(cert),
             leaf_not_after=cert.not_valid_after_utc.timestamp(),
-            leaf_sans=selfsigned.sans(cert),
+            leaf_sans=[selfsigned.printable(n) for n in selfsigned.sans(cert)],
             profile=self._config.profile,
             source="customer" if self._customer is not None else "generated",
-            leaf_subject=cert.subject.rfc4514_string(),
-            leaf_issuer=cert.issuer.rfc4514_string(),
+            leaf_subject=selfsigned.name_text(cert.subject),
+            leaf_issuer=selfsigned.name_text(cert.issuer),
             previous=self._previous_description(),
         )
 

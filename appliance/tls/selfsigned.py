@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -172,6 +173,18 @@ def generate_leaf(ca: Issued, names: Names, *, now: float, days: int) -> Issued:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate as colon-separated upper-case hex (as `openssl x509 -fingerprint`)."""
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def printable(text: str) -> str:
+    """`text` for display: control and format characters (terminal escapes, bidi overrides)
+    written as visible escapes. Certificate names come from whoever made the certificate;
+    HTML escaping is the templates' job, this keeps terminals and logs safe too."""
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ascii(ch)[1:-1] for ch in text)
+
+
+def name_text(name: x509.Name) -> str:
+    """An X.509 name as RFC 4514 text, printable (see `printable`)."""
+    return printable(name.rfc4514_string())
 
 
 def sans(cert: x509.Certificate) -> list[str]:
