@@ -97,12 +97,14 @@ class AuthConfig(_Section):
     lockout_threshold: Annotated[int, _doc("Consecutive failed logins that lock an account.", ge=3, le=100)] = 10
     lockout_minutes: Annotated[int, _doc("How long a locked account stays locked (an admin can unlock sooner).", ge=1, le=1440)] = 15
     login_attempts_per_minute: Annotated[int, _doc("Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
+    failures_per_address: Annotated[int, _doc("Failed sign-ins (passwords or codes) one source address may make against one account within lockout_minutes; more get 429 before any password check. Capped at half of lockout_threshold, so one address alone cannot lock an account within that time (throttle first, lock out last: NIST SP 800-63B).", ge=1, le=50)] = 5
     setup_code_hours: Annotated[int, _doc("Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
     password_min_length: Annotated[int, _doc("Shortest password accepted.", ge=8, le=128)] = 15
     password_history: Annotated[int, _doc("A new password may not equal any of the last N (0 turns the check off). Default for Settings -> Security policy.", ge=0, le=24)] = 5
     require_composition: Annotated[bool, _doc("Require a lower-case letter, an upper-case letter, a digit and a symbol in passwords (off: length and the blocklist matter more). Default for Settings -> Security policy.")] = False
     totp_policy: Annotated[Literal["all", "admins", "optional"], _doc("Who must use two-factor sign-in (TOTP): all users, admins only, or nobody (optional). Default for Settings -> Security policy.")] = "admins"
     hash_concurrency: Annotated[int, _doc("Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.", ge=1, le=16)] = 2
+    hash_queue_seconds: Annotated[float, _doc("Longest a sign-in may expect to wait for a free hashing slot; when the queue is longer it gets 503 at once with Retry-After (a sign-in flood gets fast refusals instead of slowing every sign-in down).", ge=0.5, le=30)] = 2.0
     argon2_time_cost: Annotated[int, _doc("argon2id iterations (RFC 9106 low-memory profile: 3).", ge=1, le=10)] = 3
     argon2_memory_kib: Annotated[int, _doc("argon2id memory per hash in KiB (RFC 9106 low-memory profile: 65536).", ge=19456, le=1048576)] = 65536
     argon2_parallelism: Annotated[int, _doc("argon2id lanes.", ge=1, le=8)] = 4
@@ -147,6 +149,15 @@ class ProbeConfig(_Section):
     raw_retention_hours: Annotated[int, _doc("Hours raw samples are kept (charts over 1 hour read them).", ge=2, le=720)] = 48
     rollup_5m_retention_days: Annotated[int, _doc("Days 5-minute roll-ups are kept (charts over 1 day read them).", ge=1, le=365)] = 30
     rollup_1h_retention_days: Annotated[int, _doc("Days hourly roll-ups are kept (charts over 1 month read them).", ge=31, le=3650)] = 400
+    allowed_subnets: Annotated[list[str], _doc("Probe target policy: the networks (CIDR, IPv4 or IPv6) devices may be in; the probe connects to nothing else. Empty: any address except those refused below. Checked on the resolved address at every connection.")] = []
+    allow_loopback: Annotated[bool, _doc("Probe target policy: allow loopback, the unspecified address and the appliance's own addresses as device addresses (they reach the appliance's own services). Off by default; test set-ups with devices on 127.0.0.1 turn it on.")] = False
+
+    def __post_init__(self) -> None:
+        for i, item in enumerate(self.allowed_subnets):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_subnets[{i}] is not an IP address or CIDR: {item!r}") from None
 
 
 class LogConfig(_Section):

@@ -25,7 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct horse battery staple 42"
 # Fast but still argon2id parameters for tests (production defaults stay RFC 9106).
+# [probe] comes first: tests append bare [auth] keys to this text. Test devices (sshd, simulated
+# fleet) listen on 127.0.0.1, which the probe target policy refuses unless allowed explicitly;
+# tests/probe/test_targets.py runs without it.
 FAST_HASH_CONFIG = """
+[probe]
+allow_loopback = true
+
 [auth]
 argon2_time_cost = 1
 argon2_memory_kib = 19456

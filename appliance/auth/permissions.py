@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "devices.view": frozenset({"viewer", "auditor", "operator", "admin"}),
     "devices.manage": frozenset({"operator", "admin"}),
     "credentials.manage": frozenset({"operator", "admin"}),
+    "devices.approve": frozenset({"admin"}),  # credential bindings (devices/binding.py)
     "apikeys.manage": frozenset({"viewer", "auditor", "operator", "admin"}),
     "apikeys.admin": frozenset({"admin"}),
     "settings.allowlist": frozenset({"admin"}),

@@ -3,6 +3,10 @@
 Host keys and ports are kept under <data dir>/demo/ so a restart presents the same
 keys (the pins stay valid); if a remembered port is taken, the device is moved to a
 new port through DeviceService.update_device (audited).
+
+The probe target policy refuses loopback unless `[probe] allow_loopback` is on; the demo
+adds exceptions for exactly its own devices (127.0.0.1 and their ports), nothing else on
+loopback, so `serve --demo-data` works on the default configuration.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import json
 import logging
 import os
 from pathlib import Path
+
+import msgspec
 
 from appliance.audit.models import Actor
 from appliance.crypto import tokens
@@ -21,6 +27,7 @@ from appliance.ssh import keys, server
 log = logging.getLogger("outpost.demo")
 DEMO_DEVICES = 4
 CREDENTIAL_NAME = "demo-fleet"
+DEMO_ADDRESS = "127.0.0.1"
 
 
 def _state(path: Path) -> dict:
@@ -58,6 +65,9 @@ async def start_demo(services, count: int = DEMO_DEVICES) -> Fleet:
             device = await fleet.add(index, port=0, host_key=host_key)
         ports[str(index)] = device.port
     _write_private(state_file, json.dumps({"password": password, "ports": ports}))
+    runner = services.probe_runner
+    runner.policy = msgspec.structs.replace(runner.policy, targets=runner.policy.targets.with_endpoints(
+        (DEMO_ADDRESS, device.port) for device in fleet.devices))
     await _register(services.devices, fleet, new_password="password" not in state)
     log.info("demo fleet started", extra={"devices": len(fleet.devices)})
     return fleet
@@ -75,7 +85,7 @@ async def _register(devices, fleet: Fleet, *, new_password: bool) -> None:
         cred_id = await devices.create_credential(secret, actor=actor)
     existing = {d.name: d for d in await devices.list_devices(search="demo-")}
     for demo in fleet.devices:
-        data = DeviceInput(name=demo.name, address="127.0.0.1", port=demo.port, tags=["demo"], poll_interval=10,
+        data = DeviceInput(name=demo.name, address=DEMO_ADDRESS, port=demo.port, tags=["demo"], poll_interval=10,
                            credential_id=cred_id, notes="Simulated device started by --demo-data.")
         current = existing.get(demo.name)
         if current is None:

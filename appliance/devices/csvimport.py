@@ -141,7 +141,8 @@ def _row(service, check_credential, cells: dict, line: int):
     return errors, _Row(line, device, credential, facts, credential_name or None)
 
 
-def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float):
+def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float,
+           can_approve: bool):
     def job(conn):
         found = list(errors)
         for row in rows:
@@ -167,21 +168,21 @@ def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, 
                        service._insert_credential(conn, row.credential, row.facts, actor, now) if row.credential else None)
             data = DeviceInput(**{**{f: getattr(row.device, f) for f in row.device.__struct_fields__},
                                   "credential_id": cred_id})
-            ids.append(service._insert(conn, data, actor, now))
+            ids.append(service._insert(conn, data, actor, now, can_approve=can_approve))
         audit.record(conn, ts=now, action="device.import", actor=actor, details={"rows": count, "imported": len(ids)})
         return ImportResult(ok=True, rows=count, imported=len(ids), errors=[],
                             message=f"Imported {len(ids)} device(s)."), ids
     return job
 
 
-async def run(service, data: bytes, actor: Actor) -> ImportResult:
+async def run(service, data: bytes, actor: Actor, can_approve: bool) -> ImportResult:
     text, refusal = decode(data)
     now = service.clock.now()
     if refusal is None:
         rows, errors, count = await asyncio.to_thread(parse, service, text)
     else:
         rows, errors, count = [], refusal.errors, 0
-    result = await service.db.write(_write(service, rows, errors, count, actor, now))
+    result = await service.db.write(_write(service, rows, errors, count, actor, now, can_approve))
     if isinstance(result, tuple):
         result, ids = result
         service._notify(ids)

@@ -35,3 +35,10 @@ class StaleReviewError(ConflictError):
 
     def __init__(self) -> None:
         super().__init__("The device presented a different key since this page was loaded; review it again.")
+
+
+class BindingStaleError(ConflictError):
+    code = "credential_binding_stale"
+
+    def __init__(self) -> None:
+        super().__init__("The device's address, port or credential changed since this page was loaded; review it again.")

@@ -16,6 +16,7 @@ import msgspec
 HostKeyStatus = Literal["unpinned", "pinned", "mismatch"]
 PinMode = Literal["tofu", "preset", "review"]
 CredentialKind = Literal["password", "key"]
+BindingStatus = Literal["approved", "pending"]
 
 
 class DeviceSecret(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +53,9 @@ class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
     host_key_status: HostKeyStatus
     credential: DeviceSecret | None
     preset_fingerprint: str | None = None  # "SHA256:..." entered by an operator, or None
+    # The credential binding awaits an admin's approval: `credential` is then None (never opened
+    # from the vault), so nothing secret can reach this address; reachability only.
+    binding_pending: bool = False
 
     def __repr__(self) -> str:
         return (f"ProbeTarget(device_id={self.device_id}, name={self.name!r}, address={self.address!r}, "
@@ -87,6 +91,7 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
     fingerprint: str  # "SHA256:..." of the public half of a key; "" for passwords
     has_passphrase: bool
     device_count: int
+    entered_by: str  # "user:<name>" / "system:system" who entered the secret; "" unknown (devices/binding.py)
     created_at: float
     updated_at: float
 
@@ -132,6 +137,12 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     mismatch_at: float | None
     created_at: float
     updated_at: float
+    # credential binding (devices/binding.py): "pending" = nothing secret is sent until an admin approves
+    binding_status: BindingStatus = "approved"
+    binding_requested_by: str | None = None
+    binding_requested_at: float | None = None
+    binding_approved_by: str | None = None
+    binding_approved_at: float | None = None
 
 
 class DeviceInput(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,10 +11,11 @@ _DEVICE = ("d.id, d.name, d.address, d.port, d.poll_interval, d.enabled, d.notes
            " d.credential_id, c.name, d.host_key, d.host_key_fingerprint, d.host_key_status, d.pinned_at, d.pin_mode,"
            " d.preset_fingerprint, d.presented_key, d.presented_fingerprint, d.mismatch_at, d.created_at, d.updated_at,"
            " (SELECT group_concat(tag, char(31)) FROM (SELECT tag FROM device_tags t WHERE t.device_id = d.id"
-           " ORDER BY tag))")
+           " ORDER BY tag)), d.binding_status, d.binding_requested_by, d.binding_requested_at, d.binding_approved_by,"
+           " d.binding_approved_at")
 _FROM = " FROM devices d LEFT JOIN credentials c ON c.id = d.credential_id"
 _CRED = ("c.id, c.name, c.username, c.kind, c.key_type, c.key_bits, c.fingerprint, c.has_passphrase,"
-         " (SELECT count(*) FROM devices d WHERE d.credential_id = c.id), c.created_at, c.updated_at")
+         " (SELECT count(*) FROM devices d WHERE d.credential_id = c.id), c.created_at, c.updated_at, c.entered_by")
 
 
 def _device(r) -> Device:
@@ -22,12 +23,15 @@ def _device(r) -> Device:
                   legacy_algorithms=bool(r[7]), credential_id=r[8], credential_name=r[9], host_key=r[10],
                   host_key_fingerprint=r[11], host_key_status=r[12], pinned_at=r[13], pin_mode=r[14],
                   preset_fingerprint=r[15], presented_key=r[16], presented_fingerprint=r[17], mismatch_at=r[18],
-                  created_at=r[19], updated_at=r[20], tags=r[21].split("\x1f") if r[21] else [])
+                  created_at=r[19], updated_at=r[20], tags=r[21].split("\x1f") if r[21] else [],
+                  binding_status=r[22], binding_requested_by=r[23], binding_requested_at=r[24],
+                  binding_approved_by=r[25], binding_approved_at=r[26])
 
 
 def _credential(r) -> Credential:
     return Credential(id=r[0], name=r[1], username=r[2], kind=r[3], key_type=r[4], key_bits=r[5], fingerprint=r[6],
-                      has_passphrase=bool(r[7]), device_count=r[8], created_at=r[9], updated_at=r[10])
+                      has_passphrase=bool(r[7]), device_count=r[8], created_at=r[9], updated_at=r[10],
+                      entered_by=r[11])
 
 
 def _like(text: str) -> str:
@@ -140,21 +144,38 @@ def get_credential_id_by_name(conn, name: str) -> int | None:
 
 
 def insert_credential(conn, *, name: str, username: str, kind: str, key_type: str, key_bits: int, fingerprint: str,
-                      has_passphrase: bool, now: float) -> int:
+                      has_passphrase: bool, entered_by: str, now: float) -> int:
     """Insert with an empty secret: the caller seals it with the new row id and calls update_secret."""
     cur = conn.execute(
         "INSERT INTO credentials (name, username, kind, secret, key_type, key_bits, fingerprint, has_passphrase,"
-        " created_at, updated_at) VALUES (?, ?, ?, x'', ?, ?, ?, ?, ?, ?)",
-        (name, username, kind, key_type, key_bits, fingerprint, int(has_passphrase), now, now))
+        " entered_by, created_at, updated_at) VALUES (?, ?, ?, x'', ?, ?, ?, ?, ?, ?, ?)",
+        (name, username, kind, key_type, key_bits, fingerprint, int(has_passphrase), entered_by, now, now))
     return cur.lastrowid
 
 
 def update_credential(conn, credential_id: int, *, name: str, username: str, kind: str, key_type: str,
-                      key_bits: int, fingerprint: str, has_passphrase: bool, now: float) -> None:
+                      key_bits: int, fingerprint: str, has_passphrase: bool, entered_by: str, now: float) -> None:
+    """A replaced secret: whoever typed the new one is now the one who entered it."""
     conn.execute(
         "UPDATE credentials SET name = ?, username = ?, kind = ?, key_type = ?, key_bits = ?, fingerprint = ?,"
-        " has_passphrase = ?, updated_at = ? WHERE id = ?",
-        (name, username, kind, key_type, key_bits, fingerprint, int(has_passphrase), now, credential_id))
+        " has_passphrase = ?, entered_by = ?, updated_at = ? WHERE id = ?",
+        (name, username, kind, key_type, key_bits, fingerprint, int(has_passphrase), entered_by, now, credential_id))
+
+
+def get_credential_entered_by(conn, credential_id: int) -> str | None:
+    r = conn.execute("SELECT entered_by FROM credentials WHERE id = ?", (credential_id,)).fetchone()
+    return r[0] if r else None
+
+
+def set_binding(conn, device_id: int, status: str, *, by: str, now: float) -> None:
+    """'pending' records who asked and when; 'approved' who approved (the last request stays for the record)."""
+    if status == "pending":
+        conn.execute("UPDATE devices SET binding_status = 'pending', binding_requested_by = ?,"
+                     " binding_requested_at = ?, binding_approved_by = NULL, binding_approved_at = NULL"
+                     " WHERE id = ?", (by, now, device_id))
+    else:
+        conn.execute("UPDATE devices SET binding_status = 'approved', binding_approved_by = ?,"
+                     " binding_approved_at = ? WHERE id = ?", (by, now, device_id))
 
 
 def update_credential_name(conn, credential_id: int, *, name: str, username: str, now: float) -> None:

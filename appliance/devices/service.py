@@ -7,7 +7,10 @@ Invariants (what must never happen):
 - a sealed credential opens on any row but its own (associated data = table, row id, field);
 - a change is stored without its audit record (both in one `db.write` job);
 - a CSV import stores part of a file: every row is valid or nothing is written;
-- a host key is silently replaced: once pinned, only an operator's review re-pins it.
+- a host key is silently replaced: once pinned, only an operator's review re-pins it;
+- a stored secret is opened for a device whose credential binding awaits an admin's
+  approval (devices/binding.py): someone who could not read a credential must not be
+  able to make the appliance send it to a host of their choosing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.crypto import sshkeys, vault
 from appliance.crypto.keypool import KeyPool
-from appliance.devices import queries, validate
+from appliance.devices import binding, queries, validate
 from appliance.devices.credentials import KeyFacts, check_credential, open_credential, seal_credential
 from appliance.devices.errors import (CredentialInUseError, CredentialNotFoundError, DeviceNotFoundError,
                                       HostKeyRefusedError, StaleReviewError)
@@ -108,13 +111,15 @@ class DeviceService:
         opened: dict[int, DeviceSecret | None] = {}
         out = []
         for d in devices:
-            if d.credential_id is not None and d.credential_id not in opened:
+            pending = d.credential_id is not None and d.binding_status != "approved"
+            if d.credential_id is not None and not pending and d.credential_id not in opened:
                 opened[d.credential_id] = self._open(conn, d.credential_id)
             out.append(ProbeTarget(
                 device_id=d.id, name=d.name, address=d.address, port=d.port, poll_interval=d.poll_interval,
                 enabled=d.enabled, legacy_algorithms=d.legacy_algorithms, host_key=d.host_key,
                 host_key_status=d.host_key_status, preset_fingerprint=d.preset_fingerprint,
-                credential=opened.get(d.credential_id) if d.credential_id is not None else None))
+                binding_pending=pending,  # the vault is not even opened for it
+                credential=None if pending or d.credential_id is None else opened.get(d.credential_id)))
         return out
 
     def _open(self, conn, credential_id: int) -> DeviceSecret | None:
@@ -186,7 +191,8 @@ class DeviceService:
                 "legacy_algorithms": data.legacy_algorithms, "cred_id": data.credential_id,
                 "preset_fingerprint": data.preset_fingerprint}
 
-    def _insert(self, conn, data: DeviceInput, actor: Actor, now: float, action: str = "device.create") -> int:
+    def _insert(self, conn, data: DeviceInput, actor: Actor, now: float, *, can_approve: bool,
+                action: str = "device.create") -> int:
         device_id = queries.insert_device(
             conn, name=data.name, address=data.address, port=data.port, poll_interval=data.poll_interval,
             enabled=data.enabled, notes=data.notes, legacy_algorithms=data.legacy_algorithms,
@@ -197,6 +203,9 @@ class DeviceService:
                          details=self._details(data))
         if data.preset_key:
             self._pin(conn, device_id, data.preset_key, actor, "preset", now, previous=None)
+        binding.settle(conn, device_id, credential_id=data.credential_id, sensitive=data.credential_id is not None,
+                       before_status="approved", actor=actor, can_approve=can_approve, now=now,
+                       why="new device with a stored credential")
         return device_id
 
     async def _check_new_credential(self, new_credential: CredentialInput | None):
@@ -221,23 +230,26 @@ class DeviceService:
                                           facts, actor, now)
         return msgspec.structs.replace(data, credential_id=cred_id)
 
-    async def create_device(self, data: DeviceInput, *, actor: Actor,
+    async def create_device(self, data: DeviceInput, *, actor: Actor, can_approve: bool = False,
                             new_credential: CredentialInput | None = None) -> int:
         """Add a device (already parsed by `parse_device`), optionally with a new credential of its own;
-        ValidationError on a taken name (nothing is stored then)."""
+        ValidationError on a taken name (nothing is stored then). `can_approve`: the actor may approve
+        credential bindings (admin); otherwise an existing credential they did not enter leaves the
+        device awaiting approval (devices/binding.py)."""
         checked = await self._check_new_credential(new_credential)
         now = self.clock.now()
 
         def job(conn):
             if errors := self._check_refs(conn, data, None):
                 raise ValidationError("The device was not added.", details=errors)
-            return self._insert(conn, self._attach_credential(conn, data, checked, actor, now), actor, now)
+            return self._insert(conn, self._attach_credential(conn, data, checked, actor, now), actor, now,
+                                can_approve=can_approve)
 
         device_id = await self.db.write(job)
         self._notify([device_id])
         return device_id
 
-    async def update_device(self, device_id: int, data: DeviceInput, *, actor: Actor,
+    async def update_device(self, device_id: int, data: DeviceInput, *, actor: Actor, can_approve: bool = False,
                             new_credential: CredentialInput | None = None) -> None:
         checked = await self._check_new_credential(new_credential)
         now = self.clock.now()
@@ -263,8 +275,14 @@ class DeviceService:
                              if v != {"cred_id": before.credential_id, "tags": before.tags}.get(k, getattr(before, k, None)))
             audit.record(conn, ts=now, action="device.update", actor=actor, target=f"device:{device_id}",
                          details={**self._details(data), "changed": changed})
-            if data.preset_key and not sshkeys.same_public_key(data.preset_key, before.host_key or ""):
+            repin = bool(data.preset_key and not sshkeys.same_public_key(data.preset_key, before.host_key or ""))
+            if repin:
                 self._pin(conn, device_id, data.preset_key, actor, "preset", now, previous=before.host_key_fingerprint)
+            moved = [k for k in ("credential_id", "address", "port", "preset_fingerprint")
+                     if getattr(data, k) != getattr(before, k)] + (["host_key"] if repin else [])
+            binding.settle(conn, device_id, credential_id=data.credential_id, sensitive=bool(moved),
+                           before_status=before.binding_status, actor=actor, can_approve=can_approve, now=now,
+                           why="changed: " + ", ".join(moved))
 
         await self.db.write(job)
         self._notify([device_id])
@@ -302,7 +320,7 @@ class DeviceService:
         cred_id = queries.insert_credential(conn, name=clean.name, username=clean.username, kind=clean.kind,
                                             key_type=facts.key_type, key_bits=facts.bits,
                                             fingerprint=facts.fingerprint, has_passphrase=bool(clean.passphrase),
-                                            now=now)
+                                            entered_by=binding.owner_key(actor), now=now)
         queries.update_secret(conn, cred_id, seal_credential(self._key, cred_id, clean))
         audit.record(conn, ts=now, action="credential.create", actor=actor, target=f"credential:{cred_id}",
                      details={"name": clean.name, "username": clean.username, "kind": clean.kind,
@@ -329,7 +347,7 @@ class DeviceService:
                 queries.update_credential(conn, credential_id, name=clean.name, username=clean.username,
                                           kind=clean.kind, key_type=facts.key_type, key_bits=facts.bits,
                                           fingerprint=facts.fingerprint, has_passphrase=bool(clean.passphrase),
-                                          now=now)
+                                          entered_by=binding.owner_key(actor), now=now)
                 queries.update_secret(conn, credential_id, seal_credential(self._key, credential_id, clean))
             elif clean.kind != before.kind:
                 raise ValidationError("The credential was not saved.", details={
@@ -420,16 +438,21 @@ class DeviceService:
 
         await self.db.write(job)
 
-    async def trust_presented_key(self, device_id: int, expected_fingerprint: str, *, actor: Actor) -> None:
-        """Operator review: re-pin the key under review if it is still the one they saw."""
+    async def trust_presented_key(self, device_id: int, expected_fingerprint: str, *, actor: Actor,
+                                  can_approve: bool = False) -> None:
+        """Operator review: re-pin the key under review if it is still the one they saw.
+
+        A new pin is a new binding: unless the actor entered the device's credential or is an
+        admin, the device then awaits an admin's approval before its secret is sent again."""
         device = await self.require_device(device_id)
         if device.presented_key is None:
             raise ConflictError("There is no new host key waiting for review.")
         if device.presented_fingerprint != expected_fingerprint:
             raise StaleReviewError()
-        await self._repin_checked(device_id, device.presented_key, expected_fingerprint, actor)
+        await self._repin_checked(device_id, device.presented_key, expected_fingerprint, actor, can_approve)
 
-    async def _repin_checked(self, device_id: int, key_line: str, fingerprint: str, actor: Actor) -> None:
+    async def _repin_checked(self, device_id: int, key_line: str, fingerprint: str, actor: Actor,
+                             can_approve: bool) -> None:
         now = self.clock.now()
 
         def job(conn):
@@ -437,12 +460,16 @@ class DeviceService:
             if current.presented_fingerprint != fingerprint:  # changed between read and write
                 raise StaleReviewError()
             self._pin(conn, device_id, key_line, actor, "review", now, previous=current.host_key_fingerprint)
+            binding.settle(conn, device_id, credential_id=current.credential_id, sensitive=True,
+                           before_status=current.binding_status, actor=actor, can_approve=can_approve, now=now,
+                           why="host key re-pinned")
 
         await self.db.write(job)
         self._notify([device_id])
 
-    async def forget_host_key(self, device_id: int, *, actor: Actor) -> None:
-        """Drop the pin so the next contact pins again (TOFU or preset); audited."""
+    async def forget_host_key(self, device_id: int, *, actor: Actor, can_approve: bool = False) -> None:
+        """Drop the pin so the next contact pins again (TOFU or preset); audited. Whatever answers
+        next would get the secret, so this is a new binding (devices/binding.py)."""
         now = self.clock.now()
 
         def job(conn):
@@ -450,14 +477,25 @@ class DeviceService:
             queries.clear_pin(conn, device_id, now)
             audit.record(conn, ts=now, action="device.hostkey.forget", actor=actor, target=f"device:{device_id}",
                          details={"previous_fingerprint": device.host_key_fingerprint})
+            binding.settle(conn, device_id, credential_id=device.credential_id, sensitive=True,
+                           before_status=device.binding_status, actor=actor, can_approve=can_approve, now=now,
+                           why="host key pin forgotten")
 
         await self.db.write(job)
         self._notify([device_id])
 
     # ---- CSV import ----------------------------------------------------------------
 
-    async def import_csv(self, data: bytes, *, actor: Actor) -> ImportResult:
+    async def import_csv(self, data: bytes, *, actor: Actor, can_approve: bool = False) -> ImportResult:
         """All rows or none (DEV-1); see devices/csvimport.py for the format."""
         from appliance.devices import csvimport
 
-        return await csvimport.run(self, data, actor)
+        return await csvimport.run(self, data, actor, can_approve)
+
+    async def approve_binding(self, device_id: int, *, address: str, port: int, credential_id: int | None,
+                              actor: Actor) -> None:
+        """An admin approves the binding they reviewed (the web layer checks devices.approve); audited."""
+        now = self.clock.now()
+        await self.db.write(lambda conn: binding.approve(conn, device_id, address=address, port=port,
+                                                         credential_id=credential_id, actor=actor, now=now))
+        self._notify([device_id])

@@ -35,6 +35,7 @@ class PollResult(msgspec.Struct, frozen=True, kw_only=True):
     uptime: float | None = None
     disks: list[dict] = []
     checks: list[CheckOutcome] = []
+    refused: bool = False  # the target policy refused the address (audited by ProbeService.record)
 
 
 class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,9 +9,10 @@ from appliance.probe.models import Alert, Check, DeviceStatus, PollResult, Probe
 _STATE_COLUMNS = ("latency_ms", "cpu", "memory", "swap", "disk", "load1", "uptime")
 
 
-def get_status(conn, device_id: int) -> tuple[str, float] | None:
-    row = conn.execute("SELECT status, since FROM probe_state WHERE device_id = ?", (device_id,)).fetchone()
-    return (row[0], row[1]) if row else None
+def get_status(conn, device_id: int) -> tuple[str, float, str] | None:
+    """(status, since, message) of a device's latest poll."""
+    row = conn.execute("SELECT status, since, message FROM probe_state WHERE device_id = ?", (device_id,)).fetchone()
+    return (row[0], row[1], row[2]) if row else None
 
 
 def upsert_state(conn, result: PollResult, since: float) -> None:
@@ -165,6 +166,14 @@ def list_checks(conn, device_id: int) -> list[Check]:
     return [Check(id=r[0], device_id=r[1], name=r[2], command=r[3], expect_exit=r[4], expect_regex=r[5],
                   timeout=r[6], output_cap=r[7], last_ok=None if r[8] is None else bool(r[8]), last_message=r[9],
                   last_run=r[10]) for r in rows]
+
+
+def count_checks(conn, device_id: int) -> int:
+    return conn.execute("SELECT count(*) FROM probe_checks WHERE device_id = ?", (device_id,)).fetchone()[0]
+
+
+def check_name_taken(conn, device_id: int, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM probe_checks WHERE device_id = ? AND name = ?", (device_id, name)).fetchone() is not None
 
 
 def insert_check(conn, device_id: int, name: str, command: str, expect_exit: int | None, expect_regex: str | None,

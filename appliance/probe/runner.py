@@ -10,16 +10,18 @@ by DeviceService); a mismatch is recorded and the device is not logged into.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from appliance.audit.models import Actor
-from appliance.probe import metrics
+from appliance.probe import metrics, patterns
 from appliance.probe.models import CheckOutcome, PollResult
 from appliance.ssh import keys
 from appliance.ssh.connect import Credential, Endpoint, Policy, Session, open_session, tcp_check
-from appliance.ssh.errors import (AuthFailedError, CommandError, HostKeyMismatchError, InvalidKeyError, SSHError,
-                                  UnreachableError)
+from appliance.ssh.errors import (AuthFailedError, BindingPendingError, CommandError, HostKeyMismatchError,
+                                  InvalidKeyError, SSHError, TargetRefusedError, UnreachableError)
+
+PENDING = ("The credential binding awaits an admin's approval: reachability only, nothing secret is sent "
+           "to this address until an admin approves it.")
 
 
 def _identity(target) -> tuple:
@@ -30,6 +32,8 @@ def _identity(target) -> tuple:
 
 
 def _status_of(exc: SSHError) -> str:
+    if isinstance(exc, BindingPendingError):
+        return "awaiting approval"  # on-demand runs only: polls of such devices never try to log in
     if isinstance(exc, HostKeyMismatchError):
         return "host key changed"
     if isinstance(exc, AuthFailedError):
@@ -124,14 +128,17 @@ class Runner:
             return await self._reachability(target, now, "host key changed",
                                             "Host key changed; waiting for an operator to review and re-pin.")
         if target.credential is None:
-            return await self._reachability(target, now, None, "No credential set: reachability only.")
+            self.drop(target.device_id)  # e.g. a held connection from before the binding went pending
+            return await self._reachability(target, now, None,
+                                            PENDING if target.binding_pending else "No credential set: reachability only.")
         try:
             session, reused = await self.session_for(target)
             result = await session.run(metrics.METRICS_COMMAND)
             outcomes = [await self._check(session, c) for c in checks]
         except (SSHError, InvalidKeyError) as exc:
             self.drop(target.device_id)
-            return PollResult(device_id=target.device_id, ts=now, status=_status_of(exc), message=exc.message)
+            return PollResult(device_id=target.device_id, ts=now, status=_status_of(exc), message=exc.message,
+                              refused=isinstance(exc, TargetRefusedError))
         except Exception as exc:  # noqa: BLE001 - a device must never kill the scheduler
             self.drop(target.device_id)
             return PollResult(device_id=target.device_id, ts=now, status="down",
@@ -164,9 +171,10 @@ class Runner:
 
     async def _reachability(self, target, now: float, status: str | None, message: str) -> PollResult:
         try:
-            ms = await tcp_check(target.address, target.port, self.policy.connect_timeout)
+            ms = await tcp_check(target.address, target.port, self.policy)
         except UnreachableError as exc:
-            return PollResult(device_id=target.device_id, ts=now, status=status or "unreachable", message=exc.message)
+            return PollResult(device_id=target.device_id, ts=now, status=status or "unreachable", message=exc.message,
+                              refused=isinstance(exc, TargetRefusedError))
         return PollResult(device_id=target.device_id, ts=now, status=status or "up", message=message,
                           latency_ms=round(ms, 2))
 
@@ -181,8 +189,13 @@ class Runner:
         if check.expect_exit is not None and result.exit_status != check.expect_exit:
             return CheckOutcome(check_id=check.id, ok=False,
                                 message=f"{check.name}: exit {result.exit_status}, expected {check.expect_exit}")
-        if check.expect_regex and not re.search(check.expect_regex, text):
-            return CheckOutcome(check_id=check.id, ok=False, message=f"{check.name}: output did not match")
+        if check.expect_regex:
+            try:
+                matched = await patterns.search(check.expect_regex, text)  # RE2, off the event loop
+            except patterns.PatternError as exc:  # a pattern stored before RE2: say so, never fall back to re
+                return CheckOutcome(check_id=check.id, ok=False, message=f"{check.name}: pattern refused: {exc}")
+            if not matched:
+                return CheckOutcome(check_id=check.id, ok=False, message=f"{check.name}: output did not match")
         return CheckOutcome(check_id=check.id, ok=True, message=f"{check.name}: ok")
 
     # --- on demand ----------------------------------------------------------------------------
@@ -190,6 +203,8 @@ class Runner:
     async def _fresh(self, target) -> Session:
         if target.host_key_status == "mismatch":
             raise HostKeyMismatchError(target.host_key or "")
+        if target.binding_pending:
+            raise BindingPendingError(PENDING)
         if target.credential is None:
             raise AuthFailedError("No credential is set for this device.")
         return await self._open(target)
@@ -198,7 +213,7 @@ class Runner:
         """Connectivity test on a new connection (not the poller's): each step and its result."""
         report = {"ok": False, "steps": []}
         try:
-            ms = await tcp_check(target.address, target.port, self.policy.connect_timeout)
+            ms = await tcp_check(target.address, target.port, self.policy)
             report["steps"].append(("TCP connect", True, f"{ms:.1f} ms"))
             started = time.monotonic()
             session = await self._fresh(target)
@@ -211,6 +226,8 @@ class Runner:
             report["ok"] = ok
         except (SSHError, InvalidKeyError) as exc:
             report["steps"].append((_status_of(exc), False, exc.message))
+            if isinstance(exc, TargetRefusedError):
+                report["refused"] = exc.message
         return report
 
     async def run_command(self, target, command: str) -> dict:
@@ -223,7 +240,7 @@ class Runner:
                 await session.wait_closed()
         except (SSHError, InvalidKeyError) as exc:
             return {"ok": False, "error": exc.message, "status": _status_of(exc), "output": "", "exit_status": None,
-                    "truncated": False}
+                    "truncated": False, "refused": exc.message if isinstance(exc, TargetRefusedError) else ""}
         return {"ok": result.exit_status == 0, "error": "", "output": result.output.decode("utf-8", "replace"),
                 "exit_status": result.exit_status, "truncated": result.truncated,
                 "seconds": round(result.seconds, 3)}

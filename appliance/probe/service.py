@@ -8,26 +8,28 @@ automatically, operators acknowledge them (audited). Retention: raw samples 48 h
 
 from __future__ import annotations
 
-import re
-
 from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.config import ProbeConfig
 from appliance.errors import NotFoundError, ValidationError
-from appliance.probe import queries
+from appliance.probe import patterns, queries
 from appliance.probe.models import (BAD_STATUSES, RANGES, Alert, Check, DeviceStatus, PollResult, ProbeEvent, Series,
                                     Thresholds)
 from appliance.ssh.connect import Policy
+from appliance.ssh.targets import TargetPolicy
 
 
 def policy_from(config: ProbeConfig) -> Policy:
-    """The SSH limits the runner applies to every connection."""
+    """The SSH limits and the target policy the runner applies to every connection."""
     return Policy(connect_timeout=config.connect_timeout, auth_timeout=config.auth_timeout,
                   command_timeout=config.command_timeout, output_cap=config.output_cap_bytes,
                   rekey_bytes=config.rekey_bytes, rekey_seconds=config.rekey_seconds,
-                  keepalive_seconds=config.keepalive_seconds)
+                  keepalive_seconds=config.keepalive_seconds,
+                  targets=TargetPolicy(allowed_subnets=tuple(config.allowed_subnets),
+                                       allow_loopback=config.allow_loopback))
 
 MAX_COMMAND = 1000
+MAX_CHECKS = 20  # per device: each one runs on every poll
 
 
 class ProbeService:
@@ -51,6 +53,10 @@ class ProbeService:
         old = previous[0] if previous else "unknown"
         since = previous[1] if previous and old == result.status else result.ts
         queries.upsert_state(conn, result, since)
+        if result.refused and (old != result.status or previous[2] != result.message[:500]):
+            # audited once per refusal reason, not on every poll
+            audit.record(conn, ts=result.ts, action="probe.target.refused", actor=Actor.system(), outcome="denied",
+                         target=f"device:{result.device_id}", details={"reason": result.message[:300]})
         if old != result.status:
             queries.insert_event(conn, result.device_id, result.ts, old, result.status, result.message)
             audit.record(conn, ts=result.ts, action="probe.status.change", actor=Actor.system(),
@@ -181,11 +187,8 @@ class ProbeService:
             errors["name"] = "Give the check a name of 1 to 64 characters."
         if not 1 <= len(command) <= MAX_COMMAND or "\x00" in command:
             errors["command"] = f"Enter a command of 1 to {MAX_COMMAND} characters."
-        if expect_regex:
-            try:
-                re.compile(expect_regex)
-            except re.error as exc:
-                errors["expect_regex"] = f"Not a valid regular expression: {exc.msg}."
+        if expect_regex and (reason := patterns.refusal(expect_regex)):
+            errors["expect_regex"] = reason  # RE2 only: linear time, no backreferences or lookaround
         if expect_exit is None and not expect_regex:
             expect_exit = 0
         if not 1 <= timeout <= 300:
@@ -197,10 +200,18 @@ class ProbeService:
         now = self.clock.now()
 
         def job(conn):
+            if queries.count_checks(conn, device_id) >= MAX_CHECKS:
+                raise ValidationError("The check was not added.",
+                                      details={"name": f"A device may have at most {MAX_CHECKS} checks."})
+            if queries.check_name_taken(conn, device_id, name):
+                raise ValidationError("The check was not added.",
+                                      details={"name": "This device already has a check with this name."})
             check_id = queries.insert_check(conn, device_id, name, command, expect_exit, expect_regex or None,
                                             timeout, output_cap)
+            # the full definition as entered (issue 11 #10): what will run on the device, never its output
             audit.record(conn, ts=now, action="probe.check.create", actor=actor, target=f"device:{device_id}",
-                         details={"check": name, "command": command_name(command)})
+                         details={"check": name, "command": command, "expect_exit": expect_exit,
+                                  "expect_regex": expect_regex or None, "timeout": timeout})
             return check_id
 
         return await self.db.write(job)
@@ -223,19 +234,28 @@ class ProbeService:
         """TCP + SSH login on a fresh connection; audited with the outcome only."""
         target = await self._target(device_id)
         report = await self.runner.test(target)
-        await self._audit_on_demand("probe.connectivity.test", actor, device_id, report["ok"], {})
+        outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
+        await self._audit(actor, "probe.connectivity.test", device_id, outcome,
+                          {"reason": report.get("refused") or None})
         return report
 
     async def run_command(self, device_id: int, command: str, actor: Actor) -> dict:
-        """Run one command; the output goes back to the caller, the audit gets the command's name only."""
+        """Run one command; its output goes back to the caller only, never into the audit.
+
+        Fail closed (issue 11 #9): a "started" record holding the full command line is
+        committed before anything is sent to the device, so a crash or kill mid-run still
+        leaves it; the end is a second record with the exit status (same command line)."""
         command = command.strip()
         if not 1 <= len(command) <= MAX_COMMAND or "\x00" in command:
             raise ValidationError("The command is not valid.",
                                   details={"command": f"Enter a command of 1 to {MAX_COMMAND} characters."})
         target = await self._target(device_id)
+        started = await self._audit(actor, "probe.command.start", device_id, "success", {"command": command})
         report = await self.runner.run_command(target, command)
-        await self._audit_on_demand("probe.command.run", actor, device_id, report["ok"],
-                                    {"command": command_name(command), "exit_status": report.get("exit_status")})
+        outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
+        await self._audit(actor, "probe.command.run", device_id, outcome,
+                          {"command": command, "exit_status": report.get("exit_status"), "started_seq": started,
+                           "error": report.get("error") or None})
         return report
 
     async def _target(self, device_id: int):
@@ -244,14 +264,9 @@ class ProbeService:
             raise NotFoundError("No such device.")
         return target
 
-    async def _audit_on_demand(self, action: str, actor: Actor, device_id: int, ok: bool, details: dict) -> None:
+    async def _audit(self, actor: Actor, action: str, device_id: int, outcome: str, details: dict) -> int:
+        """One committed audit record (the write returns after COMMIT); its seq."""
         now = self.clock.now()
-        await self.db.write(lambda conn: audit.record(conn, ts=now, action=action, actor=actor,
-                                                      outcome="success" if ok else "failure",
-                                                      target=f"device:{device_id}", details=details))
-
-
-def command_name(command: str) -> str:
-    """What the audit keeps of a command: its first word, without a path (never arguments or output)."""
-    first = command.strip().split(maxsplit=1)[0] if command.strip() else ""
-    return first.rsplit("/", 1)[-1][:64]
+        return await self.db.write(lambda conn: audit.record(conn, ts=now, action=action, actor=actor,
+                                                             outcome=outcome, target=f"device:{device_id}",
+                                                             details=details))

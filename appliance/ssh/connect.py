@@ -22,7 +22,8 @@ import msgspec
 
 from appliance.ssh import keys
 from appliance.ssh.errors import (AuthFailedError, CommandError, CommandTimeoutError, HandshakeError,
-                                  HostKeyMismatchError, UnreachableError)
+                                  HostKeyMismatchError, TargetRefusedError, UnreachableError)
+from appliance.ssh.targets import TargetPolicy
 
 MODERN_KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org",
               "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521")
@@ -66,6 +67,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     rekey_bytes: int = 1 << 30
     rekey_seconds: int = 3600
     keepalive_seconds: int = 30
+    targets: TargetPolicy = TargetPolicy()  # where connections may go (secure default: no loopback)
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,13 +179,25 @@ class Session:
             pass
 
 
-async def _tcp(address: str, port: int, timeout: float) -> tuple[socket.socket, float]:
+def _allowed(infos: list, port: int, targets: TargetPolicy) -> tuple:
+    """The first resolved address the target policy allows; TargetRefusedError if none is."""
+    reason = "The address did not resolve."
+    for info in infos:
+        refusal = targets.refusal(info[4][0], port)
+        if refusal is None:
+            return info
+        reason = refusal
+    raise TargetRefusedError(f"Refused by the probe target policy: {reason}")
+
+
+async def _tcp(address: str, port: int, timeout: float, targets: TargetPolicy) -> tuple[socket.socket, float]:
+    """Resolve, check the target policy on the very address connected to, connect (timed)."""
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(address, port, type=socket.SOCK_STREAM)
-            family, type_, proto, _, sockaddr = infos[0]
+            family, type_, proto, _, sockaddr = _allowed(infos, port, targets)
             sock = socket.socket(family, type_, proto)
             sock.setblocking(False)
             try:
@@ -199,16 +213,16 @@ async def _tcp(address: str, port: int, timeout: float) -> tuple[socket.socket, 
     return sock, (time.monotonic() - started) * 1000
 
 
-async def tcp_check(address: str, port: int, timeout: float) -> float:
+async def tcp_check(address: str, port: int, policy: Policy) -> float:
     """Reachability and latency alone: connect, close, return milliseconds."""
-    sock, ms = await _tcp(address, port, timeout)
+    sock, ms = await _tcp(address, port, policy.connect_timeout, policy.targets)
     sock.close()
     return ms
 
 
 async def open_session(endpoint: Endpoint, credential: Credential, policy: Policy) -> Session:
     """Connect and log in; raises one of the ssh.errors classes (never with secrets in it)."""
-    sock, tcp_ms = await _tcp(endpoint.address, endpoint.port, policy.connect_timeout)
+    sock, tcp_ms = await _tcp(endpoint.address, endpoint.port, policy.connect_timeout, policy.targets)
     client = _Client(tofu=endpoint.host_key is None, preset_fingerprint=endpoint.preset_fingerprint)
     trusted = [keys.load_public_key(endpoint.host_key)] if endpoint.host_key else []
     options = dict(

@@ -26,6 +26,13 @@ class UnreachableError(SSHError):
     code = "ssh_unreachable"
 
 
+class TargetRefusedError(UnreachableError):
+    """The probe target policy refuses the resolved address: no connection was opened."""
+
+    code = "ssh_target_refused"
+    status = 403
+
+
 class HandshakeError(SSHError):
     """TCP worked but SSH did not: silence, garbage, reset, no common algorithm."""
 
@@ -50,6 +57,13 @@ class AuthFailedError(SSHError):
     def __init__(self, message: str, presented: str | None = None) -> None:
         super().__init__(message)
         self.presented = presented
+
+
+class BindingPendingError(SSHError):
+    """The device's credential binding awaits an admin's approval: nothing secret may be sent yet."""
+
+    code = "credential_binding_pending"
+    status = 409
 
 
 class CommandError(SSHError):

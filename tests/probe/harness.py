@@ -17,8 +17,9 @@ from appliance.probe.scheduler import Scheduler
 from appliance.probe.service import ProbeService, policy_from
 
 OPERATOR = Actor(type="user", name="op", source="127.0.0.1")
+# Test devices listen on 127.0.0.1: the target policy must allow loopback explicitly.
 FAST = ProbeConfig(connect_timeout=2.0, auth_timeout=4.0, command_timeout=4.0, output_cap_bytes=65536,
-                   backoff_max_seconds=10, jitter_percent=0)
+                   backoff_max_seconds=10, jitter_percent=0, allow_loopback=True)
 
 
 class Stack:

@@ -63,13 +63,14 @@ def test_fleet_polled_pinned_charted_alerted(tmp_path):
             # self-monitoring
             stats = stack.scheduler.stats()
             assert stats["probe_devices"] == 4 and stats["probe_polls_total"] >= 5
-            # on demand: a fresh connection, output returned, audit has the command name only
-            report = await stack.probe.run_command(ids[1], "echo hello-from-device", OPERATOR)
+            # on demand: a fresh connection, output returned; the audit has the full command line, never output
+            report = await stack.probe.run_command(ids[1], "echo \"hello-\"'from-device'", OPERATOR)
             assert report["output"] == "hello-from-device\n" and report["exit_status"] == 0
             test = await stack.probe.test_connectivity(ids[1], OPERATOR)
             assert test["ok"], test
             runs = stack.audit("probe.command.run")
-            assert runs and "hello-from-device" not in runs[-1][3] and '"command":"echo"' in runs[-1][3]
+            assert runs and "hello-from-device" not in runs[-1][3]
+            assert json.loads(runs[-1][3])["command"] == "echo \"hello-\"'from-device'"
             # custom check: a failing check degrades the device and opens a check alert
             await stack.probe.add_check(ids[2], name="must-fail", command="false", expect_exit=0, expect_regex=None,
                                         timeout=5, output_cap=4096, actor=OPERATOR)

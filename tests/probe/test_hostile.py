@@ -11,12 +11,14 @@ import pytest
 
 from appliance.probe import metrics
 from appliance.ssh.connect import Credential, Endpoint, Policy, open_session
+from appliance.ssh.targets import TargetPolicy
 from appliance.ssh.errors import CommandError, CommandTimeoutError, HandshakeError, UnreachableError
 from appliance.config import ProbeConfig
 from tests.probe.harness import Stack
 from tests.ssh.sshd import Sshd
 
-POLICY = Policy(connect_timeout=1.5, auth_timeout=2.0, command_timeout=2.0, output_cap=100_000)
+POLICY = Policy(connect_timeout=1.5, auth_timeout=2.0, command_timeout=2.0, output_cap=100_000,
+                targets=TargetPolicy(allow_loopback=True))
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,7 @@ def test_scheduler_survives_a_hanging_device(sshd, tmp_path):
 
     async def main():
         stack = Stack(tmp_path, ProbeConfig(connect_timeout=1, auth_timeout=1.5, command_timeout=2, jitter_percent=0,
+                                            allow_loopback=True,
                                             backoff_max_seconds=10))
         try:
             hang = await stack.add_device("hang", silent.port, username="x", password="never-sent-1")

@@ -1,5 +1,6 @@
 """The probe through the real server over TLS, started with --demo-data: fleet on the dashboard,
-device panel, chart data, alerts, on-demand command (CSRF, audited without output), /metrics."""
+device panel, chart data, alerts, on-demand command (CSRF, audited with its command line, without output),
+/metrics."""
 
 import re
 import time
@@ -67,14 +68,16 @@ def test_on_demand_command_output_shown_not_audited(demo):
     token = csrf_of(page.text)
     # without the CSRF token: refused
     assert client.post(f"/probe/devices/{device_id}/command", data={"command": "echo x"}).status_code == 403
-    r = client.post(f"/probe/devices/{device_id}/command", data={"_csrf": token, "command": "echo secret-output-123"})
+    # the output (secret-output-123) differs from the command line's text, which the audit keeps in full
+    r = client.post(f"/probe/devices/{device_id}/command",
+                    data={"_csrf": token, "command": "echo \"secret-output-\"'123'"})
     assert r.status_code == 200 and "secret-output-123" in r.text
     empty = client.post(f"/probe/devices/{device_id}/command", data={"_csrf": token, "command": "   "})
     assert empty.status_code == 400 and "Enter a command" in empty.text
     test = client.post(f"/probe/devices/{device_id}/test", data={"_csrf": token})
     assert "Connectivity OK" in test.text
     audit = client.get("/audit", params={"action": "probe.command.run"}).text
-    assert "probe.command.run" in audit and "secret-output-123" not in audit
+    assert "probe.command.run" in audit and "secret-output-123" not in audit and "secret-output-" in audit
 
 
 def test_alerts_page_and_acknowledge(demo):

@@ -10,6 +10,7 @@ import pytest
 from appliance.probe import metrics
 from appliance.ssh import keys
 from appliance.ssh.connect import Credential, Endpoint, Policy, open_session
+from appliance.ssh.targets import TargetPolicy
 from appliance.ssh.errors import AuthFailedError, HostKeyMismatchError
 from tests.probe.harness import OPERATOR, Stack
 from tests.ssh.sshd import Sshd
@@ -23,7 +24,8 @@ def sshd(tmp_path_factory):
     server.stop()
 
 
-POLICY = Policy(connect_timeout=3, auth_timeout=5, command_timeout=5, output_cap=1 << 20)
+POLICY = Policy(connect_timeout=3, auth_timeout=5, command_timeout=5, output_cap=1 << 20,
+                targets=TargetPolicy(allow_loopback=True))
 
 
 def test_real_metrics_output_parses(sshd):

@@ -12,9 +12,10 @@ import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import Parameter
 
+from appliance.auth.permissions import allowed
 from appliance.devices.models import Credential, CredentialInput, Device, ImportResult
 from appliance.errors import ValidationError
-from appliance.web.api.common import MAX_LIMIT, actor, services, when
+from appliance.web.api.common import MAX_LIMIT, actor, principal, services, when
 from appliance.web.guards import permission
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -36,6 +37,17 @@ class HostKeyOut(msgspec.Struct, frozen=True, kw_only=True):
     mismatch_at: str | None
 
 
+class BindingOut(msgspec.Struct, frozen=True, kw_only=True):
+    """"pending": the device uses a stored credential at an address, port or host key that an admin
+    has not approved; nothing secret is sent to it until then (README "Credential bindings")."""
+
+    status: str
+    requested_by: str | None
+    requested_at: str | None
+    approved_by: str | None
+    approved_at: str | None
+
+
 class DeviceOut(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     name: str
@@ -48,6 +60,7 @@ class DeviceOut(msgspec.Struct, frozen=True, kw_only=True):
     legacy_algorithms: bool
     credential: CredentialRef | None
     host_key: HostKeyOut
+    credential_binding: BindingOut
     created_at: str
     updated_at: str
 
@@ -95,6 +108,18 @@ class CredentialOut(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str
 
 
+class ApproveIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The binding the admin reviewed; refused with 409 if the device changed since."""
+
+    address: Text
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    credential_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None
+
+
+def _can_approve(request: Request) -> bool:
+    return allowed(principal(request).role, "devices.approve")
+
+
 class TrustIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The SHA256 fingerprint of the presented key you reviewed (guards against a key that changed since)."""
 
@@ -109,6 +134,9 @@ def device_out(d: Device) -> DeviceOut:
         host_key=HostKeyOut(status=d.host_key_status, fingerprint=d.host_key_fingerprint, pinned_at=when(d.pinned_at),
                             pin_mode=d.pin_mode, preset_fingerprint=d.preset_fingerprint,
                             presented_fingerprint=d.presented_fingerprint, mismatch_at=when(d.mismatch_at)),
+        credential_binding=BindingOut(status=d.binding_status, requested_by=d.binding_requested_by,
+                                      requested_at=when(d.binding_requested_at), approved_by=d.binding_approved_by,
+                                      approved_at=when(d.binding_approved_at)),
         created_at=when(d.created_at), updated_at=when(d.updated_at))
 
 
@@ -166,7 +194,8 @@ async def list_devices(request: Request, search: Annotated[str, Parameter(max_le
 async def create_device(request: Request, data: DeviceIn) -> DeviceOut:
     svc = services(request).devices
     device, new_cred = await _parse(request, data)
-    device_id = await svc.create_device(device, actor=actor(request), new_credential=new_cred)
+    device_id = await svc.create_device(device, actor=actor(request), new_credential=new_cred,
+                                        can_approve=_can_approve(request))
     return device_out(await svc.require_device(device_id))
 
 
@@ -181,7 +210,8 @@ async def get_device(request: Request, device_id: DeviceId) -> DeviceOut:
 async def update_device(request: Request, device_id: DeviceId, data: DeviceIn) -> DeviceOut:
     svc = services(request).devices
     device, new_cred = await _parse(request, data, await svc.require_device(device_id))
-    await svc.update_device(device_id, device, actor=actor(request), new_credential=new_cred)
+    await svc.update_device(device_id, device, actor=actor(request), new_credential=new_cred,
+                            can_approve=_can_approve(request))
     return device_out(await svc.require_device(device_id))
 
 
@@ -196,7 +226,29 @@ async def delete_device(request: Request, device_id: DeviceId) -> None:
       summary="Trust the new host key under review (re-pin)")
 async def trust_key(request: Request, device_id: DeviceId, data: TrustIn) -> DeviceOut:
     svc = services(request).devices
-    await svc.trust_presented_key(device_id, data.fingerprint.strip(), actor=actor(request))
+    await svc.trust_presented_key(device_id, data.fingerprint.strip(), actor=actor(request),
+                                  can_approve=_can_approve(request))
+    return device_out(await svc.require_device(device_id))
+
+
+@post("/api/v1/devices/{device_id:int}/host-key/forget", guards=[permission("devices.manage")],
+      name="api_devices_forget_key", tags=["devices"], status_code=200,
+      summary="Forget the pinned host key (the next contact pins again)")
+async def forget_key(request: Request, device_id: DeviceId) -> DeviceOut:
+    svc = services(request).devices
+    await svc.forget_host_key(device_id, actor=actor(request), can_approve=_can_approve(request))
+    return device_out(await svc.require_device(device_id))
+
+
+@post("/api/v1/devices/{device_id:int}/credential-binding/approve", guards=[permission("devices.approve")],
+      name="api_devices_binding_approve", tags=["devices"], status_code=200,
+      summary="Approve a device's credential binding (admin)",
+      description="Send the device's stored credential to its current address and port from now on. The body "
+                  "repeats what was reviewed; 409 `credential_binding_stale` if the device changed since.")
+async def approve_binding(request: Request, device_id: DeviceId, data: ApproveIn) -> DeviceOut:
+    svc = services(request).devices
+    await svc.approve_binding(device_id, address=data.address, port=data.port, credential_id=data.credential_id,
+                              actor=actor(request))
     return device_out(await svc.require_device(device_id))
 
 
@@ -215,7 +267,8 @@ class ImportRefusedError(ValidationError):
       description="A refused file imports nothing: 400 `import_refused` with details.errors = [{line, errors}].")
 async def import_devices(request: Request, data: ImportIn) -> ImportResult:
     raw = data.csv.encode("utf-8", "surrogatepass") if data.csv else b""
-    result: ImportResult = await services(request).devices.import_csv(raw, actor=actor(request))
+    result: ImportResult = await services(request).devices.import_csv(raw, actor=actor(request),
+                                                                       can_approve=_can_approve(request))
     if not result.ok:
         raise ImportRefusedError(result.message or "Nothing was imported.",
                                  details={"rows": result.rows, "errors": msgspec.to_builtins(result.errors)})
@@ -257,5 +310,6 @@ async def delete_credential(request: Request, credential_id: CredentialId) -> No
     await services(request).devices.delete_credential(credential_id, actor=actor(request))
 
 
-ROUTES = [list_devices, create_device, get_device, update_device, delete_device, trust_key, import_devices,
+ROUTES = [list_devices, create_device, get_device, update_device, delete_device, trust_key, forget_key,
+          approve_binding, import_devices,
           list_credentials, create_credential, get_credential, update_credential, delete_credential]

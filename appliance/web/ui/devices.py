@@ -32,6 +32,11 @@ def _actor(request: Request) -> Actor:
     return Actor(type="user", name=principal_of(request).username, source=request.scope.get(CLIENT, "unknown"))
 
 
+def _can_approve(request: Request) -> bool:
+    """May this user approve credential bindings (devices/binding.py)? Admins only."""
+    return allowed(principal_of(request).role, "devices.approve")
+
+
 def _redirect(location: str) -> Response:
     return Response(b"", status_code=303, headers={"Location": location})
 
@@ -39,7 +44,8 @@ def _redirect(location: str) -> Response:
 def _page(request: Request, template: str, status: int = 200, **ctx) -> Response:
     role = principal_of(request).role
     return render(request.app.state.templates, request, template, status=status, **ctx,
-                  can_manage=allowed(role, "devices.manage"), can_credentials=allowed(role, "credentials.manage"))
+                  can_manage=allowed(role, "devices.manage"), can_credentials=allowed(role, "credentials.manage"),
+                  can_approve=allowed(role, "devices.approve"))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -127,7 +133,8 @@ async def devices_create(request: Request) -> Response:
     data, errors = svc.parse_device(fields)
     if not errors:
         try:
-            device_id = await svc.create_device(data, actor=_actor(request), new_credential=new_cred)
+            device_id = await svc.create_device(data, actor=_actor(request), new_credential=new_cred,
+                                                can_approve=_can_approve(request))
         except ValidationError as exc:
             errors = exc.details or {"name": exc.message}
         else:
@@ -142,6 +149,7 @@ async def devices_detail(request: Request, device_id: int) -> Response:
     device = await svc.require_device(device_id)
     credential = await svc.get_credential(device.credential_id) if device.credential_id else None
     notice = {"added": "Device added.", "saved": "Changes saved.", "repinned": "The new host key is now trusted.",
+              "approved": "Credential binding approved: the probe now logs in to this device.",
               "forgotten": "The pin was removed; the next contact pins the key again."}.get(
         request.query_params.get("notice", ""), "")
     return _page(request, "devices/detail.html", device=device, credential=credential, notice=notice,
@@ -168,7 +176,8 @@ async def devices_update(request: Request, device_id: int) -> Response:
     data, errors = svc.parse_device(fields)
     if not errors:
         try:
-            await svc.update_device(device_id, data, actor=_actor(request), new_credential=new_cred)
+            await svc.update_device(device_id, data, actor=_actor(request), new_credential=new_cred,
+                                    can_approve=_can_approve(request))
         except ValidationError as exc:
             errors = exc.details or {"name": exc.message}
         else:
@@ -202,7 +211,8 @@ async def host_key_trust(request: Request, device_id: int) -> Response:
     svc = _svc(request)
     form = await _form(request)
     try:
-        await svc.trust_presented_key(device_id, form.get("fingerprint", "").strip(), actor=_actor(request))
+        await svc.trust_presented_key(device_id, form.get("fingerprint", "").strip(), actor=_actor(request),
+                                      can_approve=_can_approve(request))
     except ConflictError as exc:
         return _page(request, "devices/host_key.html", status=409, device=await svc.require_device(device_id),
                      message=exc.message)
@@ -212,8 +222,28 @@ async def host_key_trust(request: Request, device_id: int) -> Response:
 @post("/devices/{device_id:int}/host-key/forget", guards=[permission("devices.manage")],
       name="devices_host_key_forget")
 async def host_key_forget(request: Request, device_id: int) -> Response:
-    await _svc(request).forget_host_key(device_id, actor=_actor(request))
+    await _svc(request).forget_host_key(device_id, actor=_actor(request), can_approve=_can_approve(request))
     return _redirect(f"/devices/{device_id}?notice=forgotten")
+
+
+@post("/devices/{device_id:int}/binding/approve", guards=[permission("devices.approve")],
+      name="devices_binding_approve")
+async def binding_approve(request: Request, device_id: int) -> Response:
+    """An admin approves the credential binding shown on the device page (address, port, credential)."""
+    svc = _svc(request)
+    form = await _form(request)
+    port, credential = form.get("port", ""), form.get("credential_id", "")
+    if not port.isdigit() or not (credential.isdigit() or credential == ""):
+        raise ValidationError("The approval form is incomplete; reload the device page.", details={"port": "Reload."})
+    try:
+        await svc.approve_binding(device_id, address=form.get("address", ""), port=int(port),
+                                  credential_id=int(credential) if credential else None, actor=_actor(request))
+    except ConflictError as exc:
+        device = await svc.require_device(device_id)
+        cred = await svc.get_credential(device.credential_id) if device.credential_id else None
+        return _page(request, "devices/detail.html", status=409, device=device, credential=cred, notice=exc.message,
+                     statuses=await _statuses(request, [device]), probe_panel=_has_probe_panel(request))
+    return _redirect(f"/devices/{device_id}?notice=approved")
 
 
 # ---- CSV import --------------------------------------------------------------------
@@ -232,7 +262,7 @@ async def import_submit(request: Request) -> Response:
         data = b""
     else:
         data = await upload.read(csvimport.MAX_BYTES + 1)
-    result = await _svc(request).import_csv(data, actor=_actor(request))
+    result = await _svc(request).import_csv(data, actor=_actor(request), can_approve=_can_approve(request))
     return _page(request, "devices/import.html", status=200 if result.ok else 400, result=result,
                  columns=csvimport.COLUMNS, max_kib=csvimport.MAX_BYTES // 1024, max_rows=csvimport.MAX_ROWS)
 
@@ -307,5 +337,6 @@ async def credentials_delete(request: Request, credential_id: int) -> Response:
 
 
 ROUTES = [devices_list, devices_new, devices_create, import_page, import_submit, devices_detail, devices_edit,
-          devices_update, devices_delete_confirm, devices_delete, host_key_page, host_key_trust, host_key_forget, credentials_list,
+          devices_update, devices_delete_confirm, devices_delete, host_key_page, host_key_trust, host_key_forget,
+          binding_approve, credentials_list,
           credentials_new, credentials_create, credentials_edit, credentials_update, credentials_delete]
