@@ -116,7 +116,8 @@ class Services:
         cfg = self.config
         self.vault_key = load_or_create_key(self.data_dir / VAULT_KEY_FILE)
         self.hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
-                                     parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency)
+                                     parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency,
+                                     max_wait_seconds=cfg.auth.hash_queue_seconds)
         # Accounts, sessions, TOTP (seeds sealed with the vault key), security policy (AUTH-1..8, ACL-1).
         self.auth = AuthService(self.db, cfg.auth, self.clock, self.hasher, vault_key=self.vault_key,
                                 hostname=cfg.web.hostname or socket.gethostname())
@@ -138,9 +139,13 @@ class Services:
         # API keys and the IP allow list (ACL-2, ACL-3); the pepper lives outside the database.
         self.apikeys = ApiKeyService(self.db, cfg.access, self.clock, load_or_create_key(self.data_dir / APIKEY_KEY_FILE),
                                      grantable=permissions.covers)
+        self.auth.password_replaced_hooks.append(self.apikeys.revoke_user_keys)  # keys end with the password (AUTH-5)
         self.allowlist = AllowList(self.db, self.clock)
         # /metrics (PLAT-6): callables returning [(name, type, help, labels dict, value)]; append to add metrics.
         self.metric_sources: list = []
+        self.metric_sources.append(lambda: [("outpost_password_checks_refused_total", "counter",
+                                             "Sign-in password checks refused at once because the hashing queue was full.",
+                                             {}, self.hasher.refused)])
         # SSH probe (PROBE-1..6): built here, started only by `serve` (cli._serve) inside its event loop.
         self.probe_runner = Runner(policy_from(cfg.probe), self.devices, self.clock)
         self.probe = ProbeService(self.db, self.clock, cfg.probe, self.probe_runner, self.devices)

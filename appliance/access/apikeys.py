@@ -115,8 +115,11 @@ class ApiKeyService:
             raise ValidationError("Please correct the highlighted fields.", details=errors)
         return days
 
-    async def create(self, *, owner_id: int, name: str, role: str, days: int | None, actor: Actor) -> IssuedApiKey:
-        """A new key for owner_id (the signed-in creator), whose role must cover `role`."""
+    async def create(self, *, owner_id: int, name: str, role: str, days: int | None, actor: Actor,
+                     caller_role: str) -> IssuedApiKey:
+        """A new key for owner_id (the creator). Both the owner's current role and `caller_role`
+        (the role the request acts with: the session user's, or the calling API key's, which
+        may be lower than its owner's) must cover `role`."""
         roles = await self.db.read(queries.list_roles)
         days = self._check_input(name, role, days, roles)
         name = name.strip()
@@ -129,7 +132,7 @@ class ApiKeyService:
             owner = queries.get_owner(conn, owner_id)
             if owner is None or owner[2]:
                 raise NotFoundError("Your account no longer exists or is disabled.")
-            refusal = self._escalation(conn, owner[1], role)
+            refusal = self._escalation(conn, owner[1], role) or self._escalation(conn, caller_role, role)
             if refusal:
                 return refusal
             if queries.count_live_keys(conn, owner_id, now) >= self.config.api_keys_per_user:
@@ -195,6 +198,16 @@ class ApiKeyService:
             raise NotFoundError("No such API key.")
         return result
 
+    def revoke_user_keys(self, conn, user_id: int, actor: Actor, now: float, reason: str) -> int:
+        """Inside the caller's transaction: revoke every live key of a user, audited (one
+        record naming the key ids). Wired by the composition root to password resets and
+        changes: the keys were minted on the strength of the old password."""
+        revoked = queries.update_revoked_for_user(conn, user_id, now)
+        if revoked:
+            audit.record(conn, ts=now, action="apikey.revoke", actor=actor, target=f"user:{user_id}",
+                         details={"count": len(revoked), "keys": revoked[:50], "reason": reason})
+        return len(revoked)
+
     # ---- authentication ---------------------------------------------------------------
 
     async def authenticate(self, token: str, source: str) -> ApiPrincipal:
@@ -220,7 +233,7 @@ class ApiKeyService:
         if found.last_used_at is None or now - found.last_used_at >= LAST_USED_GRANULARITY:
             await self.db.write(lambda conn: queries.update_last_used(conn, key_id, now, source[:64]))
         return ApiPrincipal(user_id=found.user_id, username=found.username, role=found.key_role, key_id=key_id,
-                            recent_auth=now, created_at=now, last_seen=now)
+                            recent_auth=0.0, created_at=now, last_seen=now)
 
     async def record_failure(self, reason: str, source: str, key_id: str = "") -> None:
         """Audit a refused key (the reason and public id only, never the presented secret)."""

@@ -59,10 +59,11 @@ class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     """Who an API request acts as: the key's owner, limited to the key's role.
 
     Carries the same attributes as auth's session Principal, so `permission(...)`
-    guards and the auth services apply unchanged. `recent_auth` is the time the key
-    was checked: every request presents the full 256-bit secret, and minting the key
-    needed a step-up, so admin keys can do what a freshly re-authenticated admin can
-    (keep them short-lived). `session_hash` is empty: an API request has no session."""
+    guards and the auth services apply unchanged. `recent_auth` is 0: a key is a bearer
+    secret anyone who copied it can replay, so it is never a step-up by itself; sensitive
+    API operations carry the owner's password (and TOTP code) and get a principal with a
+    fresh `recent_auth` from AuthService.confirm_owner (web/api/proof.py).
+    `session_hash` is empty: an API request has no session."""
 
     user_id: int
     username: str

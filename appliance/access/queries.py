@@ -71,6 +71,13 @@ def update_revoked(conn, key_id: str, now: float) -> int:
                         (now, key_id)).rowcount
 
 
+def update_revoked_for_user(conn, user_id: int, now: float) -> list[str]:
+    """Revoke every live key of a user; returns the ids revoked."""
+    rows = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?"
+                        " RETURNING id", (now, user_id, now)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
 def update_last_used(conn, key_id: str, now: float, source: str) -> None:
     conn.execute("UPDATE api_keys SET last_used_at = ?, last_used_ip = ? WHERE id = ?", (now, source, key_id))
 

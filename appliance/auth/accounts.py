@@ -6,10 +6,14 @@ Invariants (what must never happen):
   NotFoundError (404), the same as an id that does not exist (no enumeration).
 - The last active admin is demoted or disabled (LastAdminError); only the local CLI
   `outpost reset-admin` recovers a lost admin.
-- A privilege-granting change (create user, role change, enable, policy change) runs
-  without a re-authentication in the last 5 minutes (ReauthRequiredError).
+- A user or policy change (create user, role change, enable, disable, password or 2FA
+  reset, policy change) runs without a re-authentication in the last 5 minutes
+  (ReauthRequiredError). API keys never count as one: API requests carry the owner's
+  password (and TOTP code) for these (AuthService.confirm_owner).
 - A password, role, disable or reset change leaves the user's other sessions alive;
   the caller's own session is rotated (new id) when it survives.
+- A password reset by an admin or a change by the user leaves the user's API keys
+  working (they are revoked in the same transaction: `password_replaced_hooks`).
 - A password reaches the audit log, an error or a response; temporary passwords are
   returned once to the admin who made them and then exist only as argon2 hashes.
 """
@@ -178,9 +182,10 @@ class AccountsMixin:
         return TemporaryPassword(user=user, password=password)
 
     async def update_user(self, principal: Principal, user_id: int, change: UserUpdate, *, source: str) -> User:
-        """Change a user's role and/or disabled flag (admin). Revokes the user's sessions.
+        """Change a user's role and/or disabled flag (admin, step-up). Revokes the user's sessions.
 
-        Step-up is needed for changes that grant access (role change, enabling)."""
+        Every change needs a step-up, disabling too: it ends the user's sessions and can
+        shut an admin out, so a stale or stolen session (or a bare API key) must not do it."""
         self._ensure_admin(principal)
         if change.role is not None and change.role not in ROLES:
             raise ValidationError("Please correct the highlighted fields.",
@@ -189,8 +194,7 @@ class AccountsMixin:
         role_changes = change.role is not None and change.role != user.role
         enabling = change.disabled is False and user.disabled
         disabling = change.disabled is True and not user.disabled
-        if role_changes or enabling:
-            self.require_recent_auth(principal)
+        self.require_recent_auth(principal)
         if not (role_changes or enabling or disabling):
             return user
         now = self.clock.now()
@@ -222,6 +226,12 @@ class AccountsMixin:
                          details={"count": count, "reason": reason})
         return count
 
+    def _password_replaced(self, conn, user_id: int, actor: Actor, now: float, reason: str) -> None:
+        """What the old password vouched for ends with it: the user's API keys (hooks set by
+        the composition root run here, in the same transaction)."""
+        for hook in self.password_replaced_hooks:
+            hook(conn, user_id, actor, now, reason)
+
     async def unlock_user(self, principal: Principal, user_id: int, *, source: str) -> User:
         """Clear a lockout and the failure count now (admin)."""
         self._ensure_admin(principal)
@@ -251,6 +261,7 @@ class AccountsMixin:
             audit.record(conn, ts=now, action="user.password.reset", actor=actor, target=f"user:{user_id}",
                          details={"username": user.username})
             self._revoke_all(conn, user_id, actor, now, "password reset")
+            self._password_replaced(conn, user_id, actor, now, "password reset")
             return queries.get_user(conn, user_id)
 
         return TemporaryPassword(user=await self.db.write(job), password=password)
@@ -281,7 +292,7 @@ class AccountsMixin:
         await self._throttled(source, principal.username, "password_change")
         actor = _actor(principal, source)
         creds = await self.db.read(lambda conn: queries.get_credentials_by_id(conn, principal.user_id))
-        ok, _ = await self.hasher.verify(creds.password_hash, current[:policy.MAX_PASSWORD])
+        ok, _ = await self.hasher.verify(creds.password_hash, current[:policy.MAX_PASSWORD], source=source)
         now = self.clock.now()
         if not ok:
             await self.db.write(lambda conn: (
@@ -308,9 +319,10 @@ class AccountsMixin:
             audit.record(conn, ts=now, action="user.password.change", actor=actor, target=f"user:{principal.user_id}",
                          details={"forced": principal.must_change_password})
             self._revoke_all(conn, principal.user_id, actor, now, "password change", keep=principal.session_hash)
+            self._password_replaced(conn, principal.user_id, actor, now, "password change")
 
         await self.db.write(job)
-        return await self._rotate(principal, actor, user_agent, now, "password change")
+        return await self._rotate(principal, actor, user_agent, now, "password change", proved=True)
 
     async def _reused(self, user_id: int, current_hash: str, new: str) -> bool:
         keep = self.policy.password_history
@@ -322,11 +334,15 @@ class AccountsMixin:
                 return True
         return False
 
-    async def _rotate(self, principal: Principal, actor: Actor, user_agent: str, now: float, reason: str) -> NewSession:
-        """A new session id for the caller after a privilege change; the old id stops working."""
+    async def _rotate(self, principal: Principal, actor: Actor, user_agent: str, now: float, reason: str, *,
+                      proved: bool) -> NewSession:
+        """A new session id for the caller after a privilege change; the old id stops working.
+
+        The new session keeps the old one's absolute expiry, and its step-up time unless
+        `proved` (the user has just entered their current password)."""
         user = await self._require_user(principal.user_id)
         return await self._start_session(user, actor, user_agent, now, method=reason, replace=principal.session_hash,
-                                         action="auth.session.rotate")
+                                         proved=proved, action="auth.session.rotate")
 
     # ---- sessions (AUTH-7) ---------------------------------------------------------------
 

@@ -47,3 +47,13 @@ class LastAdminError(AuthError):
 
     def __init__(self) -> None:
         super().__init__("This is the last active administrator; make another user an admin first.")
+
+
+class SessionEndedError(AuthError):
+    """The session was revoked or expired while a request was changing it (e.g. a rotation)."""
+
+    code = "session_ended"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("Your session has ended; sign in again.")

@@ -7,8 +7,11 @@ Invariants (what must never happen):
 - A TOTP code is accepted twice: the last accepted step is stored per user and advanced
   with a compare-and-set, so two concurrent requests cannot both use one code.
 - A recovery code works twice, or is stored other than as a digest.
-- 2FA is changed or removed without a re-authentication in the last 5 minutes; a
-  change revokes the user's other sessions and rotates the current one.
+- 2FA is set up, changed or removed without a re-authentication in the last 5 minutes
+  (first-time enrolment too: whoever holds a stale session must not bind their own
+  authenticator to the account); a change revokes the user's other sessions and rotates
+  the current one, which keeps its previous step-up time (the new authenticator's code
+  proves nothing about who is at the keyboard).
 """
 
 from __future__ import annotations
@@ -53,9 +56,8 @@ class MFAMixin:
     # ---- enrolment -----------------------------------------------------------------------
 
     async def begin_totp_enrolment(self, principal: Principal, *, source: str) -> TOTPEnrolment:
-        """A new seed awaiting confirmation (replacing an existing 2FA needs step-up)."""
-        if principal.totp_enabled:
-            self.require_recent_auth(principal)
+        """A new seed awaiting confirmation (step-up: first enrolment and replacement alike)."""
+        self.require_recent_auth(principal)
         seed = totp.new_seed()
         sealed = self._seal(seed, _PENDING_AAD, principal.user_id)
         now = self.clock.now()
@@ -81,8 +83,7 @@ class MFAMixin:
         """Activate the pending seed if `code` matches it; returns 10 recovery codes (shown once)
         and a rotated session. Other sessions of the user are revoked."""
         await self._throttled(source, principal.username, "totp_enrol")
-        if principal.totp_enabled:
-            self.require_recent_auth(principal)
+        self.require_recent_auth(principal)
         pending = await self.pending_totp_enrolment(principal)
         if pending is None:
             raise NoPendingEnrolmentError()
@@ -106,7 +107,7 @@ class MFAMixin:
             self._revoke_all(conn, principal.user_id, actor, now, "2fa change", keep=principal.session_hash)
 
         await self.db.write(job)
-        session = await self._rotate(principal, actor, user_agent, now, "2fa change")
+        session = await self._rotate(principal, actor, user_agent, now, "2fa change", proved=False)
         return TOTPActivated(session=session, recovery_codes=codes)
 
     async def disable_totp(self, principal: Principal, *, source: str, user_agent: str) -> NewSession:
@@ -125,7 +126,7 @@ class MFAMixin:
             self._revoke_all(conn, principal.user_id, actor, now, "2fa change", keep=principal.session_hash)
 
         await self.db.write(job)
-        return await self._rotate(principal, actor, user_agent, now, "2fa change")
+        return await self._rotate(principal, actor, user_agent, now, "2fa change", proved=False)
 
     async def regenerate_recovery_codes(self, principal: Principal, *, source: str) -> list[str]:
         """Replace your recovery codes with 10 new ones (step-up); the old ones stop working."""

@@ -24,9 +24,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "devices.approve": frozenset({"admin"}),  # credential bindings (devices/binding.py)
     "apikeys.manage": frozenset({"viewer", "auditor", "operator", "admin"}),
     "apikeys.admin": frozenset({"admin"}),
+    # Checked for API keys only (web/guards.writing_key): a viewer's or auditor's key reads and
+    # nothing else, so it cannot mint or revoke keys or end sessions; in the browser every
+    # role manages its own keys and sessions.
+    "apikeys.write": frozenset({"operator", "admin"}),
     "settings.allowlist": frozenset({"admin"}),
     "audit.report": frozenset({"auditor", "admin"}),
-    "metrics.read": frozenset({"viewer", "auditor", "operator", "admin"}),
+    "metrics.read": frozenset({"viewer", "operator", "admin"}),  # health figures: the roles with health.read
     "probe.view": frozenset({"viewer", "operator", "admin"}),
     "probe.run": frozenset({"operator", "admin"}),
     "alerts.ack": frozenset({"operator", "admin"}),

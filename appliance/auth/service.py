@@ -16,10 +16,11 @@ from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.auth import policy, queries
 from appliance.auth.accounts import AccountsMixin
-from appliance.auth.errors import LOGIN_FAILED, AuthError, LoginFailedError, ReauthRequiredError, SetupError
+from appliance.auth.errors import LOGIN_FAILED, AuthError, LoginFailedError, ReauthRequiredError, SessionEndedError, SetupError
 from appliance.auth.mfa import MFAMixin
 from appliance.auth.models import NewSession, Principal, SecondFactorRequired, SecurityPolicy
-from appliance.auth.throttle import Throttle
+from appliance.auth.stepup import REAUTH_SECONDS, StepUpMixin
+from appliance.auth.throttle import AccountFailures, Throttle
 from appliance.clock import Clock
 from appliance.config import AuthConfig
 from appliance.crypto import tokens, totp
@@ -28,15 +29,15 @@ from appliance.errors import RateLimitedError, ValidationError
 from appliance.store.atomic import write_atomic
 
 _LAST_SEEN_GRANULARITY = 30.0  # seconds; bounds session writes to one per half minute per session
-REAUTH_SECONDS = 5 * 60  # step-up window (AUTH-8)
 PENDING_SECONDS = 5 * 60  # how long a password-checked sign-in waits for its TOTP code
 PENDING_ATTEMPTS = 5  # wrong codes before the pending sign-in is dropped (start again with the password)
 
-__all__ = ["AuthService", "AuthError", "LoginFailedError", "SetupError", "ReauthRequiredError", "LOGIN_FAILED"]
+__all__ = ["AuthService", "AuthError", "LoginFailedError", "SetupError", "ReauthRequiredError", "LOGIN_FAILED",
+           "REAUTH_SECONDS"]
 
 
-class AuthService(AccountsMixin, MFAMixin):
-    """Setup, sign-in, sessions, step-up; users (accounts.py) and TOTP (mfa.py).
+class AuthService(AccountsMixin, MFAMixin, StepUpMixin):
+    """Setup, sign-in, sessions; users (accounts.py), TOTP (mfa.py), step-up (stepup.py).
 
     `vault_key` seals TOTP seeds (STORE-3); None gives a per-process key (tests only:
     seeds then do not survive a restart). `hostname` is a context word for passwords."""
@@ -50,6 +51,11 @@ class AuthService(AccountsMixin, MFAMixin):
         self.hostname = hostname
         self.vault_key = vault_key or _ephemeral_key()
         self.throttle = Throttle(limit=config.login_attempts_per_minute, window=60.0, clock=clock)
+        self.failures = AccountFailures(clock=clock)
+        # Called in the transaction that replaces a user's password by an admin reset or a
+        # change: fn(conn, user_id, actor, now, reason) -> None. The composition root adds
+        # API-key revocation (access/), which auth may not import.
+        self.password_replaced_hooks: list = []
         self.policy: SecurityPolicy = self.db.read_sync(lambda conn: self._load_policy(conn))
 
     # ---- first-run setup (AUTH-1) -------------------------------------------------
@@ -152,15 +158,42 @@ class AuthService(AccountsMixin, MFAMixin):
                 outcome="denied", details={"endpoint": endpoint}))
             raise
 
+    def _failure_limit(self) -> int:
+        """Failures one address may spend on one account per window: at most half the
+        lockout threshold, so the per-address throttle always engages before the lockout."""
+        return max(1, min(self.config.failures_per_address, self.policy.lockout_threshold // 2))
+
+    async def _check_failure_budget(self, source: str, username: str, endpoint: str) -> None:
+        """429 before any password check once this address used up its failures for this
+        account (the same for unknown usernames: no enumeration)."""
+        key, window = AccountFailures.key(source, username), self.policy.lockout_minutes * 60.0
+        if not self.failures.exhausted(key, self._failure_limit(), window):
+            return
+        retry = self.failures.retry_after(key, window)
+        await self.db.write(lambda conn: audit.record(
+            conn, ts=self.clock.now(), action="auth.throttle", actor=Actor(type="anonymous", name=username[:64], source=source),
+            outcome="denied", details={"endpoint": endpoint, "reason": "failures for this account from this address"}))
+        raise RateLimitedError(f"Too many failed attempts for this account from your address; try again in "
+                               f"{max(1, round(retry / 60))} minute(s).", retry_after=retry)
+
+    def _note_attempt(self, source: str, username: str, ok: bool) -> None:
+        key = AccountFailures.key(source, username)
+        if ok:
+            self.failures.clear(key)
+        else:
+            self.failures.fail(key)
+
     async def login(self, *, username: str, password: str, source: str, user_agent: str,
                     pre_session: str = "") -> NewSession | SecondFactorRequired:
         """Check a password. Without 2FA: a new session. With 2FA: SecondFactorRequired,
         and the caller continues with `login_second_factor` using the same pre-session token."""
         await self._throttled(source, username, "login")
         username = username[:256]
+        await self._check_failure_budget(source, username, "login")
         creds = await self.db.read(lambda conn: queries.get_credentials(conn, username))
         # Always one argon2 verification, whoever asks: same time for every failure.
-        matches, needs_rehash = await self.hasher.verify(creds.password_hash if creds else None, password[:policy.MAX_PASSWORD])
+        matches, needs_rehash = await self.hasher.verify(creds.password_hash if creds else None,
+                                                         password[:policy.MAX_PASSWORD], source=source)
         now = self.clock.now()
         actor = Actor(type="user" if creds else "anonymous", name=creds.user.username if creds else username[:64], source=source)
         user = creds.user if creds else None
@@ -168,7 +201,9 @@ class AuthService(AccountsMixin, MFAMixin):
                   else "locked" if user.locked_until > now else None if matches else "wrong_password")
         if reason is not None:
             await self.db.write(lambda conn: self._record_failure(conn, user, actor, reason, now))
+            self._note_attempt(source, username, False)
             raise LoginFailedError()
+        self._note_attempt(source, username, True)
         new_hash = await self.hasher.hash(password) if needs_rehash else None
         if new_hash:
             await self.db.write(lambda conn: (queries.update_password_hash(conn, user.id, new_hash), audit.record(
@@ -201,6 +236,7 @@ class AuthService(AccountsMixin, MFAMixin):
                 await self.db.write(lambda conn: queries.delete_pending_login(conn, pre_hash))
             raise LoginFailedError()
         user = await self.db.read(lambda conn: queries.get_user(conn, pending[0]))
+        await self._check_failure_budget(source, user.username, "login_totp")
         actor = Actor(type="user", name=user.username, source=source)
         if user.disabled or user.locked_until > now:
             await self.db.write(lambda conn: (queries.delete_pending_login(conn, pre_hash),
@@ -214,31 +250,44 @@ class AuthService(AccountsMixin, MFAMixin):
                 self._record_failure(conn, user, actor, "totp_replayed" if isinstance(exc, totp.ReplayedTOTPError)
                                      else "wrong_totp", now)
             await self.db.write(fail)
+            self._note_attempt(source, user.username, False)
             raise
+        self._note_attempt(source, user.username, True)
         await self.db.write(lambda conn: queries.delete_pending_login(conn, pre_hash))
         return await self._start_session(user, actor, user_agent, now, method=method)
 
     async def _start_session(self, user, actor: Actor, user_agent: str, now: float, *, method: str,
-                             replace: bytes = b"", action: str = "auth.login.success") -> NewSession:
-        """Insert a new session (optionally replacing one: rotation) and audit it."""
+                             replace: bytes = b"", proved: bool = True, action: str = "auth.login.success") -> NewSession:
+        """Insert a new session and audit it. With `replace` (rotation) the old session is
+        deleted in the same transaction and its absolute expiry carries over; so does its
+        step-up time unless `proved` (the user has just entered their password)."""
         token, csrf, handle = tokens.new_token(32), tokens.new_token(32), tokens.new_token(16)
         id_hash = tokens.digest(token)
-        expires = now + self.config.session_absolute_hours * 3600
 
         def job(conn):
-            queries.update_failed_logins(conn, user.id, 0, 0)
+            expires, recent = now + self.config.session_absolute_hours * 3600, now
             if replace:
+                old = queries.get_principal(conn, replace)
+                if old is None:  # revoked meanwhile: a rotation must not resurrect it
+                    return None
+                expires, recent = old[1], (now if proved else old[0].recent_auth)
                 queries.delete_session(conn, replace)
+            else:
+                queries.update_failed_logins(conn, user.id, 0, 0)
             queries.insert_session(conn, id_hash=id_hash, user_id=user.id, csrf_token=csrf, now=now,
-                                   expires_at=expires, source=actor.source, user_agent=user_agent[:256], handle=handle)
+                                   expires_at=expires, source=actor.source, user_agent=user_agent[:256], handle=handle,
+                                   recent_auth=recent)
             audit.record(conn, ts=now, action=action, actor=actor, target=f"user:{user.id}",
                          details={"method": method})
+            return recent
 
-        await self.db.write(job)
+        recent_auth = await self.db.write(job)
+        if recent_auth is None:
+            raise SessionEndedError()
         fresh = await self.db.read(lambda conn: queries.get_user(conn, user.id))
         principal = Principal(user_id=user.id, username=user.username, role=fresh.role, session_hash=id_hash,
                               csrf_token=csrf, must_change_password=fresh.must_change_password,
-                              created_at=now, last_seen=now, handle=handle, recent_auth=now,
+                              created_at=now, last_seen=now, handle=handle, recent_auth=recent_auth,
                               totp_enabled=fresh.totp_enabled,
                               needs_totp_enrolment=self._needs_enrolment(fresh.role, fresh.totp_enabled))
         return NewSession(token=token, csrf_token=csrf, principal=principal)
@@ -263,8 +312,12 @@ class AuthService(AccountsMixin, MFAMixin):
             return False
         return self.policy.totp_policy == "all" or (self.policy.totp_policy == "admins" and role == "admin")
 
-    async def resolve(self, token: str, source: str) -> Principal | None:
-        """The principal for a session cookie value, or None if unknown, expired or disabled."""
+    async def resolve(self, token: str, source: str, *, background: bool = False) -> Principal | None:
+        """The principal for a session cookie value, or None if unknown, expired or disabled.
+
+        `background`: the request is an automatic refresh (a page polling for fresh figures),
+        not the user doing something, so it does not count as activity: the idle timeout
+        keeps running (last_seen is not moved)."""
         if not token or len(token) > 128:
             return None
         id_hash = tokens.digest(token)
@@ -283,7 +336,7 @@ class AuthService(AccountsMixin, MFAMixin):
                                  details={"reason": "disabled" if disabled else "absolute" if now >= expires_at else "idle"})
             await self.db.write(expire)
             return None
-        if now - principal.last_seen >= _LAST_SEEN_GRANULARITY:
+        if not background and now - principal.last_seen >= _LAST_SEEN_GRANULARITY:
             await self.db.write(lambda conn: queries.update_last_seen(conn, id_hash, now))
         if self._needs_enrolment(principal.role, principal.totp_enabled):
             principal = msgspec.structs.replace(principal, needs_totp_enrolment=True)
@@ -304,47 +357,6 @@ class AuthService(AccountsMixin, MFAMixin):
         cutoff = now - self.policy.session_idle_minutes * 60
         return await self.db.write(lambda conn: queries.delete_expired_sessions(conn, now=now, idle_cutoff=cutoff)
                                    + queries.delete_expired_pending(conn, now))
-
-    # ---- step-up (AUTH-8) --------------------------------------------------------------
-
-    def require_recent_auth(self, principal: Principal) -> None:
-        """Raise ReauthRequiredError unless the session proved its user in the last 5 minutes."""
-        if self.clock.now() - principal.recent_auth > REAUTH_SECONDS:
-            raise ReauthRequiredError()
-
-    def has_recent_auth(self, principal: Principal) -> bool:
-        return self.clock.now() - principal.recent_auth <= REAUTH_SECONDS
-
-    async def reauthenticate(self, principal: Principal, *, secret: str, source: str) -> None:
-        """Re-enter the password (or a TOTP code if 2FA is on) to open the step-up window."""
-        await self._throttled(source, principal.username, "reauth")
-        actor = Actor(type="user", name=principal.username, source=source)
-        now = self.clock.now()
-        code = secret.strip()
-        ok = False
-        if principal.totp_enabled and len(code) == 6 and code.isdigit():
-            try:
-                await self.check_second_factor(principal.user_id, code, actor=actor, allow_recovery=False)
-                ok = True
-            except totp.TOTPError:
-                ok = False
-        else:
-            creds = await self.db.read(lambda conn: queries.get_credentials_by_id(conn, principal.user_id))
-            ok, _ = await self.hasher.verify(creds.password_hash if creds else None, secret[:policy.MAX_PASSWORD])
-
-        def job(conn):
-            if ok:
-                queries.update_recent_auth(conn, principal.session_hash, now)
-            audit.record(conn, ts=now, action="auth.reauth", actor=actor, outcome="success" if ok else "failure",
-                         target=f"user:{principal.user_id}")
-            if not ok:
-                user = queries.get_user(conn, principal.user_id)
-                self._record_failure(conn, user, actor, "wrong_password", now)
-
-        await self.db.write(job)
-        if not ok:
-            raise ValidationError("That is not right. Enter your password (or a current authenticator code).",
-                                  details={"secret": "That is not right."})
 
 
 def _ephemeral_key() -> bytes:

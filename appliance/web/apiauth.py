@@ -6,7 +6,9 @@ Invariants (what must never happen):
   query-string parameter or a form field: only `Authorization: Bearer op_...`.
 - A presented key that is malformed, unknown, revoked or expired gets 401 in the one
   error shape, is audited (public id and reason only), and counts against the
-  source's failure budget; past the budget the source gets 429 without a key check.
+  source's failure budget; past the budget a bad key gets 429 (not audited again).
+- A valid key is never refused for its address's failures: the budget throttles
+  failures, not the address (keys are checked first, in constant time).
 - A state-changing request carries JSON or no body at all; anything else gets 415.
 - Every state-changing request made with a key is audited (api.write) with the
   key's public id, the method and path: in the transaction of the first change it makes,
@@ -92,17 +94,19 @@ class ApiGate:
             # Not under /api/, so the error layer would redirect a browser to /login: answer 401 here.
             return await reject(send, 401, "invalid_api_key", _MESSAGES["missing"], {"reason": "missing"}, _WWW_AUTH)
         if raw is not None:
-            if self.budget.exhausted(client):
-                retry = self.budget.retry_after(client)
-                return await reject(send, 429, "rate_limited",
-                                    "Too many failed API-key attempts from your address; wait and try again.",
-                                    {"retry_after": retry}, [(b"retry-after", str(retry).encode())])
             scheme, _, token = raw.decode("latin-1").strip().partition(" ")
             try:
                 if scheme.lower() != "bearer" or not token.strip():
                     raise InvalidApiKeyError("scheme")
+                # Checked even from a throttled address (one HMAC and one indexed read, constant
+                # time): the budget throttles failures only, so a valid key still works there.
                 scope[PRINCIPAL] = await self.services.apikeys.authenticate(token.strip(), client)
             except InvalidApiKeyError as exc:
+                if self.budget.exhausted(client):  # not audited one by one: the address is on record already
+                    retry = self.budget.retry_after(client)
+                    return await reject(send, 429, "rate_limited",
+                                        "Too many failed API-key attempts from your address; wait and try again.",
+                                        {"retry_after": retry}, [(b"retry-after", str(retry).encode())])
                 self.budget.fail(client)
                 key_id = token.strip()[3:15] if exc.reason in ("unknown", "revoked", "expired", "disabled", "owner_role") else ""
                 await self.services.apikeys.record_failure(exc.reason, client, key_id)

@@ -123,6 +123,16 @@ def permission(name: str):
     return guard
 
 
+async def writing_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Extra guard (not an access rule) on API routes that change keys or sessions: an API
+    key whose role lacks `apikeys.write` (viewer, auditor keys) is refused, audited."""
+    principal = principal_of(connection)
+    if getattr(principal, "kind", "") == "api_key" and not allowed(principal.role, "apikeys.write"):
+        await _refuse(connection, PermissionDeniedError("A read-only API key cannot change API keys or sessions.",
+                                                        details={"permission": "apikeys.write"}),
+                      "access.denied", f"{principal.role} key lacks apikeys.write")
+
+
 def access_kinds(handler: BaseRouteHandler) -> list[str]:
     # Guards are async on purpose: Litestar runs sync guards in a thread (~330 µs each).
     found = (getattr(g, "func", g) for g in handler.resolve_guards())

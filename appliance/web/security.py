@@ -33,6 +33,7 @@ SESSION_COOKIE = "__Host-outpost"
 PRE_SESSION_COOKIE = "__Host-outpost-pre"
 PRINCIPAL = "outpost.principal"
 CLIENT = "outpost.client"
+BACKGROUND_HEADER = b"x-outpost-background"  # "1" on polling requests: they do not extend the idle timeout
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -107,7 +108,7 @@ def client_address(peer: str, forwarded_for: str | None, trusted: list) -> str:
 
 
 class SecurityMiddleware:
-    """Raw ASGI middleware; see module docstring. `resolve` maps (cookie, client) -> Principal | None."""
+    """Raw ASGI middleware; see module docstring. `resolve(cookie, client, background=...)` -> Principal | None."""
 
     def __init__(self, app, *, allowed_hosts: set[str], max_body: int, trusted_proxies: list[str], resolve,
                  allow=None, api_gate=None) -> None:
@@ -163,7 +164,9 @@ class SecurityMiddleware:
             return await self.api_gate(self.app, scope, receive, send, headers, self._reject)
         token = read_cookie(headers.get(b"cookie", b""), SESSION_COOKIE)
         if token and not static:
-            scope[PRINCIPAL] = await self.resolve(token, client)
+            # A page's automatic refresh (hx-headers on polling elements) is not user activity (AUTH-7).
+            background = headers.get(BACKGROUND_HEADER) == b"1"
+            scope[PRINCIPAL] = await self.resolve(token, client, background=background)
         await self.app(scope, receive, send)
 
     @staticmethod

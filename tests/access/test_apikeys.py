@@ -45,7 +45,7 @@ def _audit(db, action):
 
 def test_key_format_and_storage(env):
     svc, db, _, ids = env
-    issued = run(svc.create(owner_id=ids["ada"], name="backup", role="viewer", days=None, actor=ACTOR))
+    issued = run(svc.create(owner_id=ids["ada"], name="backup", role="viewer", days=None, actor=ACTOR, caller_role="admin"))
     key = issued.plaintext
     assert len(key) == KEY_LENGTH == 59 and key.startswith(f"op_{issued.key.id}_")
     secret = key[16:]
@@ -70,7 +70,7 @@ def test_malformed_keys_name_what_is_wrong(token, reason):
 
 def test_authenticate_revoke_expire_disable(env):
     svc, db, clock, ids = env
-    key = run(svc.create(owner_id=ids["otto"], name="k", role="operator", days=10, actor=ACTOR)).plaintext
+    key = run(svc.create(owner_id=ids["otto"], name="k", role="operator", days=10, actor=ACTOR, caller_role="admin")).plaintext
     principal = run(svc.authenticate(key, "127.0.0.9"))
     assert (principal.username, principal.role, principal.kind) == ("otto", "operator", "api_key")
     with pytest.raises(InvalidApiKeyError, match="unknown"):
@@ -79,11 +79,11 @@ def test_authenticate_revoke_expire_disable(env):
     with pytest.raises(InvalidApiKeyError) as err:
         run(svc.authenticate(key, "127.0.0.9"))
     assert err.value.reason == "expired"
-    key2 = run(svc.create(owner_id=ids["otto"], name="k2", role="viewer", days=1, actor=ACTOR)).plaintext
+    key2 = run(svc.create(owner_id=ids["otto"], name="k2", role="viewer", days=1, actor=ACTOR, caller_role="admin")).plaintext
     run(svc.revoke(key2[3:15], by_user_id=ids["otto"], revoke_any=False, actor=ACTOR))
     with pytest.raises(InvalidApiKeyError, match="revoked"):
         run(svc.authenticate(key2, "127.0.0.9"))
-    key3 = run(svc.create(owner_id=ids["otto"], name="k3", role="viewer", days=1, actor=ACTOR)).plaintext
+    key3 = run(svc.create(owner_id=ids["otto"], name="k3", role="viewer", days=1, actor=ACTOR, caller_role="admin")).plaintext
     db.write_sync(lambda c: c.execute("UPDATE users SET disabled = 1 WHERE id = ?", (ids["otto"],)))
     with pytest.raises(InvalidApiKeyError, match="disabled"):
         run(svc.authenticate(key3, "127.0.0.9"))
@@ -91,7 +91,7 @@ def test_authenticate_revoke_expire_disable(env):
 
 def test_demoted_owner_limits_the_key(env):
     svc, db, _, ids = env
-    key = run(svc.create(owner_id=ids["ada"], name="admin key", role="admin", days=5, actor=ACTOR)).plaintext
+    key = run(svc.create(owner_id=ids["ada"], name="admin key", role="admin", days=5, actor=ACTOR, caller_role="admin")).plaintext
     db.write_sync(lambda c: c.execute("UPDATE users SET role = 'operator' WHERE id = ?", (ids["ada"],)))
     with pytest.raises(InvalidApiKeyError) as err:
         run(svc.authenticate(key, "127.0.0.1"))
@@ -103,7 +103,7 @@ def test_demoted_owner_limits_the_key(env):
 def test_escalation_is_refused_and_audited(env, owner, role):
     svc, db, _, ids = env
     with pytest.raises(KeyEscalationError) as err:
-        run(svc.create(owner_id=ids[owner], name="up", role=role, days=5, actor=ACTOR))
+        run(svc.create(owner_id=ids[owner], name="up", role=role, days=5, actor=ACTOR, caller_role="admin"))
     assert err.value.status == 403 and "role" in err.value.details
     assert db.read_sync(lambda c: c.execute("SELECT count(*) FROM api_keys").fetchone()[0]) == 0
     assert _audit(db, "apikey.create")[-1][0] == "denied"
@@ -115,17 +115,17 @@ def test_input_errors_and_limits(env):
                       ({"role": "root"}, "role"), ({"days": 0}, "expires_days"), ({"days": 366}, "expires_days")]:
         args = {"name": "ok", "role": "viewer", "days": 5, **kw}
         with pytest.raises(ValidationError) as err:
-            run(svc.create(owner_id=ids["vera"], actor=ACTOR, **args))
+            run(svc.create(owner_id=ids["vera"], actor=ACTOR, caller_role="admin", **args))
         assert field in err.value.details
     for i in range(3):
-        run(svc.create(owner_id=ids["vera"], name=f"k{i}", role="viewer", days=5, actor=ACTOR))
+        run(svc.create(owner_id=ids["vera"], name=f"k{i}", role="viewer", days=5, actor=ACTOR, caller_role="admin"))
     with pytest.raises(ConflictError, match="revoke one first"):
-        run(svc.create(owner_id=ids["vera"], name="k4", role="viewer", days=5, actor=ACTOR))
+        run(svc.create(owner_id=ids["vera"], name="k4", role="viewer", days=5, actor=ACTOR, caller_role="admin"))
 
 
 def test_other_users_keys_look_absent(env):
     svc, db, _, ids = env
-    key = run(svc.create(owner_id=ids["ada"], name="mine", role="viewer", days=5, actor=ACTOR))
+    key = run(svc.create(owner_id=ids["ada"], name="mine", role="viewer", days=5, actor=ACTOR, caller_role="admin"))
     for crafted in (key.key.id, key.key.id.upper(), "../" + key.key.id, "0" * 12):
         with pytest.raises(NotFoundError):
             run(svc.revoke(crafted, by_user_id=ids["vera"], revoke_any=False, actor=ACTOR))
@@ -138,7 +138,7 @@ def test_other_users_keys_look_absent(env):
 
 def test_last_used_is_written_at_most_every_30_seconds(env):
     svc, db, clock, ids = env
-    key = run(svc.create(owner_id=ids["ada"], name="busy", role="viewer", days=5, actor=ACTOR)).plaintext
+    key = run(svc.create(owner_id=ids["ada"], name="busy", role="viewer", days=5, actor=ACTOR, caller_role="admin")).plaintext
 
     def last_used():
         return tuple(db.read_sync(lambda c: c.execute("SELECT last_used_at, last_used_ip FROM api_keys").fetchone()))

@@ -25,7 +25,7 @@ def make_key(appliance, username: str, role: str, *, days: int = 30) -> str:
         svc = ApiKeyService(db, AccessConfig(), SystemClock(), keyfile.load_key(appliance.data_dir / APIKEY_KEY_FILE),
                             grantable=permissions.covers)
         issued = asyncio.run(svc.create(owner_id=uid, name=f"test {role} {time.monotonic_ns()}", role=role, days=days,
-                                        actor=Actor(type="system", name="test", source="local")))
+                                        actor=Actor(type="system", name="test", source="local"), caller_role=role))
         return issued.plaintext
     finally:
         db.close()

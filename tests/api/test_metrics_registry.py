@@ -21,7 +21,7 @@ def test_registered_sources_are_rendered_and_failures_counted(tmp_path):
         uid = services.db.write_sync(lambda c: auth_queries.insert_user(
             c, username="mon", role="viewer", password_hash="x", must_change_password=False, now=1.0))
         key = asyncio.run(services.apikeys.create(owner_id=uid, name="prometheus", role="viewer", days=5,
-                                                  actor=Actor.system())).plaintext
+                                                  actor=Actor.system(), caller_role="viewer")).plaintext
         services.metric_sources.append(lambda: [("outpost_probe_devices", "gauge", "Devices polled.", {"state": "up"}, 7)])
         services.metric_sources.append(lambda: 1 / 0)
         with TestClient(create_asgi(services), base_url="https://localhost") as client:

@@ -3,8 +3,15 @@
 Routes come from the live route table (nothing listed by hand); a route guarded by
 permission("x") must be refused (403) to roles without "x" and served to roles with it.
 Routes with path parameters are covered by the object-level tests; /api/ and /metrics
-take API keys and are covered by tests/access and tests/api."""
+take API keys and are covered by tests/access and tests/api.
 
+Opening a page is not the whole story (issue 11 finding 17): parts of pages and the
+fragments and JSON they load carry data of their own (health figures, probe status and
+latency, file locations). PARTS lists each such part with the permission it needs; the
+second test checks every role sees exactly the parts its permissions allow, in pages,
+htmx fragments, dashboard JSON, the API and /metrics."""
+
+import re
 import time
 
 import pytest
@@ -16,6 +23,7 @@ from appliance.auth import queries
 from appliance.auth.permissions import ROLES, allowed
 from appliance.clock import FrozenClock
 from appliance.web import create_app, guards
+from tests.api.helpers import api, make_key, sql
 from tests.conftest import do_login
 
 
@@ -36,9 +44,8 @@ def _browser_get_routes(data_dir):
         services.close()
 
 
-def test_every_role_gets_exactly_its_permissions(appliance, admin_client, tmp_path):
-    routes = _browser_get_routes(tmp_path / "routes")
-    assert len(routes) > 10
+def _add_role_users(appliance) -> None:
+    """matrix-viewer, matrix-auditor, matrix-operator, with the admin's password."""
     database, _ = open_database(appliance.data_dir, readers=1)
     try:
         password_hash = database.read_sync(
@@ -50,9 +57,19 @@ def test_every_role_gets_exactly_its_permissions(appliance, admin_client, tmp_pa
                     must_change_password=False, now=time.time()))
     finally:
         database.close()
+
+
+def _username(role: str) -> str:
+    return "admin" if role == "admin" else f"matrix-{role}"
+
+
+def test_every_role_gets_exactly_its_permissions(appliance, admin_client, tmp_path):
+    routes = _browser_get_routes(tmp_path / "routes")
+    assert len(routes) > 10
+    _add_role_users(appliance)
     wrong, refused = [], {role: 0 for role in ROLES}
     for role in ROLES:
-        username = "admin" if role == "admin" else f"matrix-{role}"
+        username = _username(role)
         with appliance.client(follow_redirects=False) as client:
             assert do_login(client, username=username).status_code == 303, role
             for path, kind in routes:
@@ -77,3 +94,65 @@ def test_roles_exist_as_data(appliance, role):
         assert database.read_sync(lambda c: c.execute("SELECT count(*) FROM roles WHERE name = ?", (role,)).fetchone()[0]) == 1
     finally:
         database.close()
+
+
+def _parts(appliance, device_id: int) -> list[tuple[str, str, str]]:
+    """(path, regex marking the part, permission it needs) for every part of a page that
+    carries data of its own."""
+    return [
+        ("/dashboard", r'id="health"', "health.read"),  # CPU, memory, disk, database size, certificate
+        ("/dashboard", r'hx-get="/dashboard/health"', "health.read"),
+        ("/dashboard", r'id="fleet"', "probe.view"),
+        ("/devices", r'<th scope="col">Status</th>', "probe.view"),
+        ("/devices", r'status-up', "probe.view"),  # the probe's status of the device
+        ("/devices", r'\b13 ms\b', "probe.view"),  # and its latency
+        (f"/devices/{device_id}", rf'hx-get="/devices/{device_id}/probe-panel"', "probe.view"),
+        ("/about", re.escape(str(appliance.data_dir)), "settings.tls"),  # the absolute data path
+    ]
+
+
+# (how it is fetched, path, permission): fragments and JSON a page loads, and machine endpoints.
+FRAGMENTS = [
+    ("browser", "/dashboard/health", "health.read"),
+    ("browser", "/dashboard/health.json", "health.read"),
+    ("browser", "/probe/fleet", "probe.view"),
+    ("key", "/api/v1/health", "health.read"),
+    ("key", "/metrics", "health.read"),  # it carries the health figures, whatever metrics.read says
+]
+
+
+def _device_with_probe_status(appliance) -> int:
+    """A disabled device (never polled) with a stored probe status: up, 13 ms."""
+    key = make_key(appliance, "admin", "admin")
+    with api(appliance, key) as c:
+        r = c.post("/api/v1/devices", json={"name": "matrix-device", "address": "192.0.2.10", "enabled": False})
+        assert r.status_code == 201, r.text
+        device_id = r.json()["id"]
+    sql(appliance, "INSERT INTO probe_state (device_id, status, since, polled_at, latency_ms) VALUES (?, 'up', ?, ?, 12.9)",
+        (device_id, time.time(), time.time()))
+    return device_id
+
+
+def test_every_role_sees_exactly_the_parts_its_permissions_allow(appliance, admin_client):
+    _add_role_users(appliance)
+    device_id = _device_with_probe_status(appliance)
+    parts = _parts(appliance, device_id)
+    wrong = []
+    for role in ROLES:
+        key = make_key(appliance, _username(role), role)
+        with appliance.client(follow_redirects=False) as client, api(appliance, key) as machine:
+            assert do_login(client, username=_username(role)).status_code == 303, role
+            pages = {}
+            for path, marker, permission in parts:
+                if path not in pages:
+                    r = client.get(path)
+                    assert r.status_code == 200, (role, path, r.status_code)
+                    pages[path] = r.text
+                shown = re.search(marker, pages[path]) is not None
+                if shown != allowed(role, permission):
+                    wrong.append(f"{role} {'sees' if shown else 'misses'} {marker!r} on {path} ({permission})")
+            for how, path, permission in FRAGMENTS:
+                r = (client if how == "browser" else machine).get(path, headers={"HX-Request": "true"})
+                if (r.status_code == 200) != allowed(role, permission):
+                    wrong.append(f"{role} got {r.status_code} for {how} {path} ({permission})")
+    assert not wrong, "\n".join(wrong)

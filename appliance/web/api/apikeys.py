@@ -1,7 +1,10 @@
-"""/api/v1/api-keys (ACL-2): list, create (step-up: the owner's password), read, revoke.
+"""/api/v1/api-keys (ACL-2): list, create (step-up: the owner's password, and TOTP code
+with 2FA), read, revoke.
 
 Object level: a key belongs to its creator; only holders of apikeys.admin see or
 revoke other users' keys, and to everyone else such ids look absent (404).
+A key minted with a key gets at most the calling key's role (never the owner's, if
+higher); read-only keys (viewer, auditor: no apikeys.write) cannot mint or revoke.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from litestar.params import Parameter
 
 from appliance.access.models import ApiKey
 from appliance.auth.permissions import allowed
-from appliance.errors import PermissionDeniedError, ValidationError
-from appliance.web.api.common import actor, client, principal, services, when
-from appliance.web.guards import permission
+from appliance.errors import PermissionDeniedError
+from appliance.web.api.common import actor, principal, services, when
+from appliance.web.api.proof import Password, TotpCode, proven
+from appliance.web.guards import permission, writing_key
 
 KeyId = Annotated[str, Parameter(max_length=64, description="The key's public id (12 hex characters).")]
 
@@ -37,11 +41,12 @@ class ApiKeyOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiKeyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A new key for yourself. `password` is your account password (step-up re-authentication)."""
+    """A new key for yourself. `password` (and `totp_code` with 2FA) prove who you are (step-up)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     role: Annotated[str, msgspec.Meta(max_length=32)]
-    password: Annotated[str, msgspec.Meta(max_length=1024)]
+    password: Password
+    totp_code: TotpCode | None = None
     expires_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
 
 
@@ -71,19 +76,15 @@ async def list_keys(request: Request, all: bool = False) -> list[ApiKeyOut]:
     return [key_out(k, now) for k in await svc.apikeys.list_keys(None if all else who.user_id)]
 
 
-@post("/api/v1/api-keys", guards=[permission("apikeys.manage")], name="api_keys_create", tags=["api-keys"],
-      summary="Create an API key", status_code=201,
-      description="Needs your password (step-up). The role must be one your own role covers. The key is shown once.")
+@post("/api/v1/api-keys", guards=[permission("apikeys.manage"), writing_key], name="api_keys_create",
+      tags=["api-keys"], summary="Create an API key", status_code=201,
+      description="Needs your password, and a TOTP code when you have 2FA (step-up). The role must be one both your "
+                  "own role and the calling key's role cover. Not with a read-only key. The key is shown once.")
 async def create_key(request: Request, data: ApiKeyCreate) -> ApiKeyCreated:
     svc = services(request)
-    who = principal(request)
-    try:
-        await svc.auth.reauthenticate(who, secret=data.password, source=client(request))
-    except ValidationError as exc:
-        raise ValidationError("Your password is not right; the key was not created.",
-                              details={"password": "This is not your password."}) from exc
+    who = await proven(request, data.password, data.totp_code)
     issued = await svc.apikeys.create(owner_id=who.user_id, name=data.name, role=data.role, days=data.expires_days,
-                                      actor=actor(request))
+                                      actor=actor(request), caller_role=who.role)
     return ApiKeyCreated(key=key_out(issued.key, svc.clock.now()), api_key=issued.plaintext)
 
 
@@ -96,9 +97,9 @@ async def get_key(request: Request, key_id: KeyId) -> ApiKeyOut:
     return key_out(key, svc.clock.now())
 
 
-@delete("/api/v1/api-keys/{key_id:str}", guards=[permission("apikeys.manage")], name="api_keys_revoke",
+@delete("/api/v1/api-keys/{key_id:str}", guards=[permission("apikeys.manage"), writing_key], name="api_keys_revoke",
         tags=["api-keys"], summary="Revoke an API key", status_code=200,
-        description="Takes effect on the very next request made with the key.")
+        description="Takes effect on the very next request made with the key. Not with a read-only key.")
 async def revoke_key(request: Request, key_id: KeyId) -> ApiKeyOut:
     svc = services(request)
     who = principal(request)

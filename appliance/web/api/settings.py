@@ -1,7 +1,8 @@
 """/api/v1/settings (AUTH-3..7, ACL-3): the security policy and the IP allow list.
 
-Changing either is a sensitive action: the auth service enforces step-up for the
-policy; the allow list refuses a list that would lock out the caller's own address.
+Changing either is a sensitive action: a policy change carries the key owner's
+password (and TOTP code with 2FA) as step-up (api/proof.py); the allow list refuses a
+list that would lock out the caller's own address.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import msgspec
 from litestar import Request, get, put
 
 from appliance.auth.models import SecurityPolicy
-from appliance.web.api.common import actor, client, principal, services
+from appliance.web.api.common import actor, client, services
+from appliance.web.api.proof import Password, TotpCode, proven
 from appliance.web.guards import permission
 
 
@@ -24,6 +26,13 @@ class AllowListOut(msgspec.Struct, frozen=True, kw_only=True):
 
 class AllowListIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     networks: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=256)]
+
+
+class SecurityPolicyIn(SecurityPolicy, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The new policy, with the key owner's proof (step-up): `password`, and `totp_code` with 2FA."""
+
+    password: Password
+    totp_code: TotpCode | None = None
 
 
 class SettingsOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,9 +49,12 @@ async def read_settings(request: Request) -> SettingsOut:
 
 @put("/api/v1/settings/security", guards=[permission("settings.security")], name="api_settings_security",
      tags=["settings"], summary="Replace the security policy",
-     description="Password, 2FA, session and lockout policy; each field is validated with a plain-words message.")
-async def update_security(request: Request, data: SecurityPolicy) -> SecurityPolicy:
-    return await services(request).auth.update_policy(principal(request), data, source=client(request))
+     description="Password, 2FA, session and lockout policy; each field is validated with a plain-words message. "
+                 "Needs the key owner's password (and TOTP code with 2FA).")
+async def update_security(request: Request, data: SecurityPolicyIn) -> SecurityPolicy:
+    who = await proven(request, data.password, data.totp_code)
+    policy = SecurityPolicy(**{name: getattr(data, name) for name in SecurityPolicy.__struct_fields__})
+    return await services(request).auth.update_policy(who, policy, source=client(request))
 
 
 @get("/api/v1/settings/ip-allowlist", guards=[permission("settings.allowlist")], name="api_allowlist_read",

@@ -1,7 +1,10 @@
-"""/api/v1/users and /api/v1/sessions (ACL-1, AUTH-5, AUTH-7): thin over AuthService.
+"""/api/v1/users and /api/v1/sessions (ACL-1, AUTH-5, AUTH-7, AUTH-8): thin over AuthService.
 
 Object-level rules live in the service: a non-admin asking for another user's
 account or sessions gets 404, the same as for an id that does not exist.
+Every change to a user (create, role, disable/enable, password or 2FA reset) carries
+the key owner's proof in the body, as the browser asks for it (api/proof.py); holding
+an admin key is not enough. Read-only keys (viewer, auditor) cannot end sessions.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from litestar.params import Parameter
 
 from appliance.auth.models import SessionInfo, User, UserCreate, UserUpdate
 from appliance.web.api.common import client, principal, services, when
-from appliance.web.guards import authenticated, permission
+from appliance.web.api.proof import Password, Proof, TotpCode, proven
+from appliance.web.guards import authenticated, permission, writing_key
 
 UserId = Annotated[int, Parameter(ge=1, le=2**62)]
 Role = Literal["viewer", "auditor", "operator", "admin"]
@@ -32,13 +36,19 @@ class UserOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UserIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new user; `password` (and `totp_code`) prove the key's owner (step-up)."""
+
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     role: Role
+    password: Password
+    totp_code: TotpCode | None = None
 
 
 class UserPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Fields left out stay as they are."""
+    """Fields left out stay as they are; `password` (and `totp_code`) prove the key's owner (step-up)."""
 
+    password: Password
+    totp_code: TotpCode | None = None
     role: Role | None = None
     disabled: bool | None = None
 
@@ -84,9 +94,11 @@ async def list_users(request: Request) -> list[UserOut]:
 
 
 @post("/api/v1/users", guards=[permission("users.manage")], name="api_users_create", tags=["users"], status_code=201,
-      summary="Create a user", description="Returns a temporary password, shown once; the user must change it.")
+      summary="Create a user", description="Needs the key owner's password (and TOTP code with 2FA). Returns a "
+                                           "temporary password, shown once; the user must change it.")
 async def create_user(request: Request, data: UserIn) -> UserWithPassword:
-    temp = await services(request).auth.create_user(principal(request), UserCreate(username=data.username, role=data.role),
+    who = await proven(request, data.password, data.totp_code)
+    temp = await services(request).auth.create_user(who, UserCreate(username=data.username, role=data.role),
                                                     source=client(request))
     return UserWithPassword(user=user_out(temp.user, _now(request)), temporary_password=temp.password)
 
@@ -98,9 +110,11 @@ async def get_user(request: Request, user_id: UserId) -> UserOut:
 
 
 @patch("/api/v1/users/{user_id:int}", guards=[permission("users.manage")], name="api_users_update", tags=["users"],
-       summary="Change a user's role or disabled flag", description="Revokes the user's sessions.")
+       summary="Change a user's role or disabled flag",
+       description="Needs the key owner's password (and TOTP code with 2FA). Revokes the user's sessions.")
 async def update_user(request: Request, user_id: UserId, data: UserPatch) -> UserOut:
-    user = await services(request).auth.update_user(principal(request), user_id,
+    who = await proven(request, data.password, data.totp_code)
+    user = await services(request).auth.update_user(who, user_id,
                                                     UserUpdate(role=data.role, disabled=data.disabled),
                                                     source=client(request))
     return user_out(user, _now(request))
@@ -115,17 +129,20 @@ async def unlock_user(request: Request, user_id: UserId) -> UserOut:
 
 @post("/api/v1/users/{user_id:int}/password-reset", guards=[permission("users.manage")], name="api_users_reset_password",
       tags=["users"], status_code=200, summary="Reset a user's password",
-      description="A new temporary password (shown once); the user's sessions are revoked.")
-async def reset_password(request: Request, user_id: UserId) -> UserWithPassword:
-    temp = await services(request).auth.reset_password(principal(request), user_id, source=client(request))
+      description="Needs the key owner's password (and TOTP code with 2FA). A new temporary password (shown once); "
+                  "the user's sessions and API keys are revoked.")
+async def reset_password(request: Request, user_id: UserId, data: Proof) -> UserWithPassword:
+    who = await proven(request, data.password, data.totp_code)
+    temp = await services(request).auth.reset_password(who, user_id, source=client(request))
     return UserWithPassword(user=user_out(temp.user, _now(request)), temporary_password=temp.password)
 
 
 @post("/api/v1/users/{user_id:int}/totp-reset", guards=[permission("users.manage")], name="api_users_reset_totp",
-      tags=["users"], status_code=200, summary="Remove a user's 2FA", description="The user's sessions are revoked.")
-async def reset_totp(request: Request, user_id: UserId) -> UserOut:
-    return user_out(await services(request).auth.reset_totp(principal(request), user_id, source=client(request)),
-                    _now(request))
+      tags=["users"], status_code=200, summary="Remove a user's 2FA",
+      description="Needs the key owner's password (and TOTP code with 2FA). The user's sessions are revoked.")
+async def reset_totp(request: Request, user_id: UserId, data: Proof) -> UserOut:
+    who = await proven(request, data.password, data.totp_code)
+    return user_out(await services(request).auth.reset_totp(who, user_id, source=client(request)), _now(request))
 
 
 @get("/api/v1/sessions", guards=[authenticated], name="api_sessions_list", tags=["sessions"],
@@ -137,8 +154,9 @@ async def list_sessions(request: Request, user_id: UserId | None = None, all: bo
     return [session_out(s) for s in found]
 
 
-@delete("/api/v1/sessions/{handle:str}", guards=[authenticated], name="api_sessions_revoke", tags=["sessions"],
-        status_code=204, summary="Revoke a browser session", description="Yours, or anyone's for admins.")
+@delete("/api/v1/sessions/{handle:str}", guards=[authenticated, writing_key], name="api_sessions_revoke",
+        tags=["sessions"], status_code=204, summary="Revoke a browser session",
+        description="Yours, or anyone's for admins. Not with a read-only (viewer or auditor) key.")
 async def revoke_session(request: Request, handle: Annotated[str, Parameter(max_length=64)]) -> None:
     await services(request).auth.revoke_session(principal(request), handle, source=client(request))
 

@@ -225,12 +225,13 @@ async def sessions_revoke_others(request: Request) -> Response:
 
 # ---- re-authentication (step-up) -----------------------------------------------------------
 
-@get("/reauth", guards=[authenticated], name="reauth_page")
+# Reachable while a 2FA set-up is pending: enrolment itself needs a fresh step-up.
+@get("/reauth", guards=[authenticated], name="reauth_page", opt=PENDING)
 async def reauth_page(request: Request) -> Response:
     return page(request, "account/reauth.html", errors={}, next=safe_next(request.query_params.get("next")))
 
 
-@post("/reauth", guards=[authenticated], name="reauth_submit")
+@post("/reauth", guards=[authenticated], name="reauth_submit", opt=PENDING)
 async def reauth_submit(request: Request) -> Response:
     form = await request.form()
     nxt = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)

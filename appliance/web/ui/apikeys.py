@@ -59,7 +59,7 @@ async def create(request: Request) -> Response:
             raise ValidationError("Please correct the highlighted fields.",
                                   details={"expires_days": f"Enter a whole number of days from 1 to {svc.config.access.api_key_max_days}."})
         issued = await svc.apikeys.create(owner_id=who.user_id, name=values["name"], role=values["role"],
-                                          days=int(days_text), actor=actor(request))
+                                          days=int(days_text), actor=actor(request), caller_role=who.role)
     except (ValidationError, ConflictError) as exc:
         return _form(request, values=values, errors=exc.details, message=exc.message, status=400)
     except KeyEscalationError as exc:

@@ -60,8 +60,13 @@ async def _form(request: Request) -> dict[str, str]:
     return out
 
 
-async def _statuses(request: Request, devices) -> dict:
-    """Probe status per device id, if the probe registered a provider (see DeviceService.status_provider)."""
+async def _statuses(request: Request, devices) -> dict | None:
+    """Probe status per device id, if the probe registered a provider (see DeviceService.status_provider).
+
+    None for a role without probe.view (the auditor): probe status and latency are probe
+    data, and the page then leaves its Status column out (ACL-1 inside pages)."""
+    if not allowed(principal_of(request).role, "probe.view"):
+        return None
     provider = getattr(_svc(request), "status_provider", None)
     if provider is None or not devices:
         return {}
@@ -157,8 +162,9 @@ async def devices_detail(request: Request, device_id: int) -> Response:
 
 
 def _has_probe_panel(request: Request) -> bool:
-    """True once the probe registered GET /devices/{id}/probe-panel; until then the page shows a placeholder."""
-    return any(route.path.startswith("/devices/{") and route.path.endswith("/probe-panel")
+    """True once the probe registered GET /devices/{id}/probe-panel (and the role may see it:
+    probe.view); otherwise the page shows a placeholder."""
+    return allowed(principal_of(request).role, "probe.view") and any(route.path.startswith("/devices/{") and route.path.endswith("/probe-panel")
                for route in request.app.routes)
 
 

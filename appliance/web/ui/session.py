@@ -87,7 +87,7 @@ async def login_page(request: Request) -> Response:
 async def login_submit(request: Request) -> Response:
     services = _services(request)
     form = await request.form()
-    username = ""
+    username, retry = "", None
     try:
         username = _field(form, "username").strip()
         session = await services.auth.login(username=username, password=_field(form, "password"),
@@ -96,14 +96,17 @@ async def login_submit(request: Request) -> Response:
                                             pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""))
     except (LoginFailedError, ValidationError) as exc:
         message, status = (exc.message if isinstance(exc, LoginFailedError) else "Sign-in failed."), 401
-    except RateLimitedError as exc:
-        message, status = exc.message, 429
+    except RateLimitedError as exc:  # 429 throttled, or 503 when the password-check queue is full
+        message, status, retry = exc.message, exc.status, exc.retry_after
     else:
         if isinstance(session, SecondFactorRequired):
             return _redirect("/login/2fa")  # no session yet: the pending state is bound to the pre-session cookie
         return _signed_in(session)
-    return render(request.app.state.templates, request, "login.html", status=status, values={"username": username},
-                  message=message)
+    response = render(request.app.state.templates, request, "login.html", status=status, values={"username": username},
+                      message=message)
+    if retry:
+        response.headers["Retry-After"] = str(retry)
+    return response
 
 
 def _signed_in(session) -> Response:
