@@ -511,6 +511,8 @@ class BackupJob(msgspec.Struct, kw_only=True):
     file: str = ""
     size: int = 0
     error: str = ""
+    owner: str = ""  # the session that started it (web layer: only it may download the file)
+    proved_at: float = 0.0  # when that session last proved who it is for this job (password + code)
 
 
 class BackupService:
@@ -547,13 +549,14 @@ class BackupService:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         return directory
 
-    def start_job(self, passphrase: bytes, *, actor, params: kdf.KdfParams | None = None) -> BackupJob:
+    def start_job(self, passphrase: bytes, *, actor, owner: str = "", proved_at: float = 0.0,
+                  params: kdf.KdfParams | None = None) -> BackupJob:
         import threading
 
         kdf.check_new_passphrase(passphrase)  # at once, so the form can say so (create() checks again)
         if any(j.state == "running" for j in self.jobs.values()):
             raise BackupError("a backup is already running; wait for it to finish")
-        job = BackupJob(id=secrets.token_urlsafe(12), started_at=self._clock.now())
+        job = BackupJob(id=secrets.token_urlsafe(12), started_at=self._clock.now(), owner=owner, proved_at=proved_at)
         self.jobs = {k: v for k, v in self.jobs.items() if v.state == "running"} | {job.id: job}
         out = self.output_dir() / scheduled_name(self._clock.now())
 
@@ -571,11 +574,11 @@ class BackupService:
         threading.Thread(target=run, name="outpost-backup", daemon=True).start()
         return job
 
-    def download_path(self, name: str) -> Path | None:
-        """A finished backup file by name (no path separators), or None."""
-        if "/" in name or name.startswith(".") or not name.endswith(SUFFIX):
+    def download_path(self, job: BackupJob) -> Path | None:
+        """The file a finished job wrote, or None (failed, running, or pruned since)."""
+        if job.state != "done" or not job.file:
             return None
-        path = self.output_dir() / name
+        path = self.output_dir() / job.file
         return path if path.is_file() else None
 
     async def scheduler(self) -> None:

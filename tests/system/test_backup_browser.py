@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import do_login, do_setup
+from tests.conftest import ADMIN_PASSWORD, do_login, do_setup
 from tests.e2e.browser import SESSION_COOKIE, Watch, launch, require_chromium
 from tests.e2e.test_browser import assert_clean, submit
 
@@ -39,6 +39,7 @@ def test_backup_page_progress_and_download(appliance, browser, tmp_path) -> None
         page.goto("/settings/backups")
         page.get_by_label("Backup passphrase").fill("browser backup passphrase")
         page.get_by_label("Repeat the passphrase").fill("browser backup passphrase")
+        page.get_by_label("Your password").fill(ADMIN_PASSWORD)  # step-up: a backup holds every key
         submit(page, page.get_by_role("button", name="Create backup").click)
         expect(page.get_by_role("heading", name="Backup")).to_be_visible()
         link = page.locator("#download")

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import ADMIN_PASSWORD, ROOT, Appliance, csrf_of, do_login, do_setup, free_port
 
 
 def _outpost(*args: str) -> subprocess.CompletedProcess:
@@ -30,10 +30,11 @@ def test_backup_restore_round_trip(tmp_path: Path) -> None:
             page = client.get("/settings/backups")
             assert page.status_code == 200
             short = client.post("/settings/backups", data={"_csrf": csrf_of(page.text), "passphrase": "short",
-                                                           "confirm": "short"})
+                                                           "confirm": "short", "current_password": ADMIN_PASSWORD})
             assert short.status_code == 400 and "at least 12" in short.text
             r = client.post("/settings/backups", data={"_csrf": csrf_of(page.text), "passphrase": "ui backup passphrase",
-                                                       "confirm": "ui backup passphrase"}, follow_redirects=False)
+                                                       "confirm": "ui backup passphrase",
+                                                       "current_password": ADMIN_PASSWORD}, follow_redirects=False)
             assert r.status_code == 303
             job = r.headers["location"]
             deadline = time.monotonic() + 30
