@@ -290,6 +290,7 @@ class AccountsMixin:
                               user_agent: str) -> NewSession:
         """Change your own password. Other sessions are revoked; yours gets a new id (returned)."""
         await self._throttled(source, principal.username, "password_change")
+        await self._check_failure_budget(source, principal.username, "password_change")
         actor = _actor(principal, source)
         creds = await self.db.read(lambda conn: queries.get_credentials_by_id(conn, principal.user_id))
         ok, _ = await self.hasher.verify(creds.password_hash, current[:policy.MAX_PASSWORD], source=source)
@@ -299,6 +300,7 @@ class AccountsMixin:
                 audit.record(conn, ts=now, action="user.password.change", actor=actor, outcome="failure",
                              target=f"user:{principal.user_id}", details={"reason": "wrong current password"}),
                 self._record_failure(conn, creds.user, actor, "wrong_password", now)))
+            self._note_attempt(source, principal.username, False)
             raise ValidationError("Please correct the highlighted fields.",
                                   details={"current": "This is not your current password."})
         errors = {}

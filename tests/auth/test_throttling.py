@@ -47,6 +47,21 @@ def test_one_address_is_throttled_before_it_can_lock_an_account(appliance):
     assert reasons.count(("wrong_password",)) == 5, "throttled attempts never reached the password check"
 
 
+def test_a_stolen_session_guessing_the_current_password_is_throttled_before_the_lockout(appliance):
+    with appliance.client() as c:
+        assert do_setup(c, appliance.setup_code()).status_code == 303
+    with client_from(appliance, "127.0.0.2") as stolen:
+        assert sign_in(stolen, ADMIN, ADMIN_PASSWORD).status_code == 303
+        codes = []
+        for i in range(8):
+            page = stolen.get("/account/password")
+            codes.append(stolen.post("/account/password", data={"_csrf": csrf_of(page.text), "current": f"guess {i} here",
+                                                                "new": "x" * 20, "confirm": "x" * 20}).status_code)
+        assert codes[:5] == [400] * 5 and set(codes[5:]) == {429}, codes
+    with client_from(appliance, "127.0.0.1") as owner:
+        assert sign_in(owner, ADMIN, ADMIN_PASSWORD).status_code == 303, "the account was not locked"
+
+
 def test_lockout_remains_the_last_resort_across_addresses(appliance):
     with appliance.client() as c:
         assert do_setup(c, appliance.setup_code()).status_code == 303
