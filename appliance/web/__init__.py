@@ -12,7 +12,7 @@ from importlib import resources
 from litestar import Litestar
 from litestar.static_files import create_static_files_router
 
-from appliance.web import errors, guards
+from appliance.web import errors, guards, jsonlimits
 from appliance.web.api import devices as api_devices
 from appliance.web.api import health as api_health
 from appliance.web.api import apikeys as api_apikeys
@@ -56,6 +56,7 @@ def create_app(services) -> Litestar:
                         *API_ROUTES, *api_openapi.ROUTES, *api_metrics.ROUTES, static],
         guards=[guards.app_guard],
         exception_handlers={**errors.HANDLERS, **ui_account.EXCEPTION_HANDLERS},
+        before_request=jsonlimits.refuse_deep_json,  # no handler sets its own: this one always runs
         request_max_body_size=config.max_body_bytes,
         openapi_config=None,
         debug=False,

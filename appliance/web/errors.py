@@ -7,9 +7,10 @@ details or secrets in the response; the exception is logged by type only.
 from __future__ import annotations
 
 import logging
+import re
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.errors import OutpostError, RateLimitedError
@@ -51,14 +52,37 @@ def outpost_error(request: Request, exc: OutpostError) -> Response:
     return error_response(request, exc.status, exc.code, exc.message, exc.details, headers)
 
 
+# msgspec names an unknown or missing field in its message, and Litestar's key is then only
+# the object holding it ("data" for the body itself).
+_NAMED_FIELD = re.compile(r"^Object (contains unknown|missing required) field `([^`]{1,64})`")
+_QUOTED_VALUE = re.compile(r" '.*'$")  # msgspec quotes the offending value: never echo input back
+
+
+def _field_problem(error: dict) -> tuple[str, str]:
+    """(field path, plain-words problem) for one Litestar validation error."""
+    key = str(error.get("key", ""))[:100]
+    text = str(error.get("message", ""))
+    named = _NAMED_FIELD.match(text)
+    if named is None:
+        return key or "body", _QUOTED_VALUE.sub("", text)[:200]
+    field = named.group(2) if key in ("", "data") else f"{key}.{named.group(2)}"
+    return field, "unknown field" if named.group(1) == "contains unknown" else "required field is missing"
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status >= 500:
         return server_error(request, exc)
+    if isinstance(exc.__cause__, SerializationException):  # the decoder's reason never quotes the input
+        return error_response(request, 400, "http_400", "The request body is not valid JSON.",
+                              {"reason": str(exc.detail)[:200]})
     message = _HTTP_MESSAGES.get(status, "The request was refused.")
-    details = {}
-    if status == 400 and isinstance(exc.extra, list):  # msgspec/litestar validation: field names only
-        details = {"fields": [str(e.get("key", "")) for e in exc.extra if isinstance(e, dict)]}
+    details: dict = {}
+    if status == 400 and isinstance(exc.extra, list):  # msgspec/litestar validation: name each field
+        problems = dict(_field_problem(e) for e in exc.extra[:20] if isinstance(e, dict))
+        details = {"fields": list(problems), "problems": problems}
+        if problems:
+            message = "Invalid input: " + "; ".join(f"{f} ({p})" for f, p in problems.items()) + "."
     return error_response(request, status, "http_%d" % status, message, details)
 
 

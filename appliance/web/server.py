@@ -174,7 +174,7 @@ class _GuardedHttp(_HttpBase):
         if self.refusing:
             return
         self._unset_keepalive_if_required()
-        heads = self.heads
+        heads, in_head = self.heads, self.awaiting_head
         try:
             self.parser.feed_data(data)
         except self._ParserUpgrade:
@@ -189,8 +189,10 @@ class _GuardedHttp(_HttpBase):
                          HeadRefused(400, "bad_request", "The request is not valid HTTP/1.1."))
             return
         if self.awaiting_head:
-            if heads != self.heads:
-                self.budget.received = 0  # a new head began inside this read: count from the next one
+            if heads != self.heads or not in_head:
+                # a head, or a body, ended inside this read: count the next head from the next read
+                # (a body's last read counted as head bytes dropped a request whose body ended in a big read)
+                self.budget.received = 0
                 return
             try:
                 self.budget.bytes_read(len(data))

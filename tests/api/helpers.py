@@ -15,6 +15,7 @@ from appliance.auth import permissions
 from appliance.clock import SystemClock
 from appliance.config import AccessConfig
 from appliance.crypto import keyfile
+from tests.conftest import ADMIN_PASSWORD
 
 
 def make_key(appliance, username: str, role: str, *, days: int = 30) -> str:
@@ -47,6 +48,22 @@ def api(appliance, key: str | None = None, *, local_address: str = "127.0.0.1", 
     headers.update(kw.pop("headers", {}))
     transport = httpx.HTTPTransport(local_address=local_address, verify=appliance.tls())
     return httpx.Client(base_url=appliance.url, transport=transport, headers=headers, timeout=30, **kw)
+
+
+def key_id(plaintext: str) -> str:
+    """The public id of an `op_<id>_<secret>` key (12 hex characters)."""
+    return plaintext[3:15]
+
+
+def seed_user(appliance, key: str, username: str, role: str) -> int:
+    """A user created through the API with an admin key; returns its id."""
+    with api(appliance, key) as c:
+        body = {"username": username, "role": role}
+        r = c.post("/api/v1/users", json=body)
+        if r.status_code == 400 and "password" in r.text:  # user admin may ask for the caller's password
+            r = c.post("/api/v1/users", json={**body, "password": ADMIN_PASSWORD})
+        assert r.status_code == 201, r.text
+        return r.json()["user"]["id"]
 
 
 def error_of(response: httpx.Response) -> dict:

@@ -16,7 +16,7 @@ from appliance.audit import log as audit
 from appliance.audit.models import AuditRecord
 from appliance.clock import iso
 from appliance.errors import ValidationError
-from appliance.web.api.common import MAX_LIMIT, services
+from appliance.web.api.common import MAX_ID, MAX_LIMIT, services
 from appliance.web.api.common import actor as actor_of
 from appliance.web.guards import permission
 
@@ -92,7 +92,7 @@ def _filter(since: str, until: str, actor_: str, action: str, outcome: str, targ
 async def list_audit(request: Request, since: TimeText = "", until: TimeText = "",
                      actor: Text = "", action: Text = "", outcome: Literal["", "success", "failure", "denied"] = "",
                      target: Text = "", limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
-                     cursor: Annotated[int, Parameter(ge=1, le=2**62)] | None = None) -> AuditPage:
+                     cursor: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None) -> AuditPage:
     flt, _ = _filter(since, until, actor, action, outcome, target)
     rows = await services(request).db.read_in_thread(
         lambda conn: queries.list_records_before(conn, flt, limit=limit, before=cursor))

@@ -17,6 +17,10 @@ from appliance.clock import iso
 from appliance.web.security import CLIENT, PRINCIPAL
 
 MAX_LIMIT = 500
+# SQLite INTEGER: a larger id raised OverflowError in the driver (500), not 404. Give every integer
+# parameter bounds; an optional one is `Annotated[int | None, Parameter(ge=..., le=...)]`, since
+# Litestar ignores the bounds of `Annotated[int, Parameter(...)] | None`.
+MAX_ID = 2**63 - 1
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from litestar.params import Parameter
 from appliance.auth.permissions import allowed
 from appliance.devices.models import Credential, CredentialInput, Device, ImportResult
 from appliance.errors import ValidationError
-from appliance.web.api.common import MAX_LIMIT, actor, principal, services, when
+from appliance.web.api.common import MAX_ID, MAX_LIMIT, actor, principal, services, when
 from appliance.web.guards import permission
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -88,7 +88,7 @@ class DeviceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     enabled: bool | None = None
     notes: Text | None = None
     legacy_algorithms: bool | None = None
-    credential_id: int | None | msgspec.UnsetType = msgspec.UNSET  # null: no credential
+    credential_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)] | None | msgspec.UnsetType = msgspec.UNSET  # null: none
     host_key: Text | None = None
     credential: CredentialIn | None = None
 
@@ -113,7 +113,7 @@ class ApproveIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     address: Text
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
-    credential_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None
+    credential_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)] | None
 
 
 def _can_approve(request: Request) -> bool:
@@ -175,8 +175,8 @@ async def _parse(request: Request, body: DeviceIn, base: Device | None = None):
     return data, new_cred
 
 
-DeviceId = Annotated[int, Parameter(ge=1, le=2**62, description="Device id.")]
-CredentialId = Annotated[int, Parameter(ge=1, le=2**62, description="Credential id.")]
+DeviceId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Device id.")]
+CredentialId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Credential id.")]
 
 
 @get("/api/v1/devices", guards=[permission("devices.view")], name="api_devices_list", tags=["devices"],

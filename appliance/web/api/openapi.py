@@ -16,7 +16,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
-from appliance.web.api.common import ErrorBody
+from appliance.web.api.common import MAX_ID, ErrorBody
 from appliance.web.guards import public
 from appliance.web.render import render
 
@@ -38,6 +38,22 @@ def _error_schema() -> tuple[dict, dict]:
     return ref, components
 
 
+def _exact_bounds(node) -> None:
+    """Litestar writes Parameter bounds as floats, and float(2**63 - 1) is 2**63: a client trusting
+    the document would send an id the API refuses. Write integral bounds back as integers, within
+    the SQLite INTEGER range that every id lives in."""
+    if isinstance(node, dict):
+        for key in ("minimum", "maximum"):
+            value = node.get(key)
+            if isinstance(value, float) and value.is_integer():
+                node[key] = max(-MAX_ID - 1, min(int(value), MAX_ID))
+        for child in node.values():
+            _exact_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _exact_bounds(child)
+
+
 def build(route_handlers: list) -> dict:
     """The OpenAPI 3.1 document for the given /api/v1 handlers, errors in the one shape."""
     private = Litestar(route_handlers=route_handlers, openapi_config=OpenAPIConfig(
@@ -46,6 +62,7 @@ def build(route_handlers: list) -> dict:
                     "(create keys on the API keys page). JSON only; errors are {\"error\": {code, message, details}}."),
         debug=False, logging_config=None)
     doc = private.openapi_schema.to_schema()
+    _exact_bounds(doc)
     ref, components = _error_schema()
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(components)

@@ -16,11 +16,11 @@ from litestar import Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from appliance.auth.models import SessionInfo, User, UserCreate, UserUpdate
-from appliance.web.api.common import client, principal, services, when
+from appliance.web.api.common import MAX_ID, client, principal, services, when
 from appliance.web.api.proof import Password, Proof, TotpCode, proven
 from appliance.web.guards import authenticated, permission, writing_key
 
-UserId = Annotated[int, Parameter(ge=1, le=2**62)]
+UserId = Annotated[int, Parameter(ge=1, le=MAX_ID)]
 Role = Literal["viewer", "auditor", "operator", "admin"]
 
 
@@ -148,7 +148,8 @@ async def reset_totp(request: Request, user_id: UserId, data: Proof) -> UserOut:
 @get("/api/v1/sessions", guards=[authenticated], name="api_sessions_list", tags=["sessions"],
      summary="List browser sessions",
      description="Your sessions; user_id=N for another user's (admins); all=true for everyone's (admins).")
-async def list_sessions(request: Request, user_id: UserId | None = None, all: bool = False) -> list[SessionOut]:
+async def list_sessions(request: Request, user_id: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None,
+                        all: bool = False) -> list[SessionOut]:
     auth, who = services(request).auth, principal(request)
     found = await (auth.list_all_sessions(who) if all else auth.list_sessions(who, user_id))
     return [session_out(s) for s in found]
