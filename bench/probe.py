@@ -115,7 +115,8 @@ async def _probe_phases(targets, tmp: Path, seconds: float, fleet: FleetProcess)
     db.write_sync(lambda c: c.executemany(
         "INSERT INTO devices (id, name, address, port, poll_interval, created_at, updated_at) VALUES (?, ?, ?, ?, 60, 0, 0)",
         [(t.device_id, t.name, t.address, t.port) for t in targets]))
-    cfg = ProbeConfig(connect_timeout=10, auth_timeout=30, command_timeout=30)
+    # the simulated fleet listens on loopback, which the probe target policy refuses unless allowed
+    cfg = ProbeConfig(connect_timeout=10, auth_timeout=30, command_timeout=30, allow_loopback=True)
     runner = Runner(policy_from(cfg), _PinOnly(), SystemClock())
     service = ProbeService(db, SystemClock(), cfg, runner, None)
     sem = asyncio.Semaphore(CONCURRENCY)
@@ -163,10 +164,12 @@ async def _probe_new_sessions(targets, seconds: float, fleet: FleetProcess, para
     from appliance.probe.metrics import METRICS_COMMAND
     from appliance.ssh import keys
     from appliance.ssh.connect import Credential, Endpoint, Policy, open_session
+    from appliance.ssh.targets import TargetPolicy
 
     key = keys.load_private_key(targets[0].credential.private_key)
     cred = Credential(username="demo", private_key=key)
-    policy = Policy(connect_timeout=10, auth_timeout=30, command_timeout=30)
+    policy = Policy(connect_timeout=10, auth_timeout=30, command_timeout=30,
+                    targets=TargetPolicy(allow_loopback=True))  # the fleet is on loopback
     done = 0
     deadline = time.perf_counter() + seconds
 

@@ -7,6 +7,9 @@ Format: UTF-8 (with or without BOM), comma separated, a header row. Columns:
   username + password | private_key [+ passphrase]   a new credential named after the device
 Tags inside one cell are separated by spaces or semicolons.
 
+A row naming an existing credential its importer did not enter (and is no admin) imports a
+device whose credential binding awaits an admin's approval (devices/binding.py).
+
 Invariants: a refused file writes no device and no credential (validation and the
 writes run in one `db.write` job; a refused import writes only its audit record);
 errors name the line and the column and never quote a secret.
