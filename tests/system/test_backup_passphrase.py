@@ -12,7 +12,7 @@ from pathlib import Path
 
 from appliance.crypto import kdf
 from tests.api.helpers import sql
-from tests.conftest import FAST_HASH_CONFIG, ROOT, Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import FAST_HASH_CONFIG, ROOT, Appliance, csrf_of, free_port
 
 SHORT = "elevenchars"  # 11
 EXACT = "twelve chars"  # 12

@@ -9,7 +9,6 @@ import re
 import subprocess
 import time
 
-import pytest
 
 from tests.api.helpers import sql
 from tests.conftest import ADMIN_PASSWORD, csrf_of, do_login, require_tool
