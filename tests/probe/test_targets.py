@@ -108,3 +108,27 @@ def test_policy_settings_are_checked_at_start(tmp_path):
     with pytest.raises(Exception, match=r"allowed_subnets\[1\]"):
         config.parse({"probe": {"allowed_subnets": ["10.0.0.0/8", "not-a-net"]}})
     assert config.parse({}).probe.allow_loopback is False  # secure default
+
+
+def test_demo_fleet_is_allowed_exactly_and_nothing_else_on_loopback(tmp_path):
+    """`serve --demo-data` on a policy without allow_loopback: its own simulated devices are polled
+    (the demo adds exceptions for exactly their ports), the appliance's own port is still refused."""
+    config = FAST_HASH_CONFIG.replace("allow_loopback = true", "allow_loopback = false")
+    app = Appliance(tmp_path / "data", free_port(), config=config, extra_args=["--demo-data"])
+    try:
+        with app.client() as ui:
+            assert do_setup(ui, app.setup_code()).status_code == 303
+            assert do_login(ui).status_code == 303
+        with api(app, make_key(app, "admin", "admin")) as admin:
+            r = admin.post("/api/v1/devices", json={"name": "self", "address": "127.0.0.1", "port": app.port,
+                                                    "credential": {"username": "x", "password": "not-sent-1"}})
+            assert r.status_code == 201, r.text
+            own = r.json()["id"]
+        _wait_message(app, own, "probe target policy")
+        deadline = time.monotonic() + 40
+        while len(sql(app, "SELECT 1 FROM probe_state s JOIN devices d ON d.id = s.device_id"
+                           " WHERE d.name LIKE 'demo-%' AND s.status = 'up'")) < 4:
+            assert time.monotonic() < deadline, sql(app, "SELECT device_id, status, message FROM probe_state")
+            time.sleep(0.3)
+    finally:
+        app.stop()
