@@ -82,7 +82,7 @@ class BackupConfig(_Section):
     directory: Annotated[str, _doc("Directory scheduled backups are written into (one .opbk file each). Empty: no scheduled backups.")] = ""
     interval_hours: Annotated[int, _doc("Hours between scheduled backups.", ge=1, le=8760)] = 24
     keep: Annotated[int, _doc("Scheduled backups kept in the directory; older ones are deleted.", ge=1, le=1000)] = 7
-    passphrase_file: Annotated[str, _doc("File (mode 0600) holding the passphrase scheduled backups are sealed with. Required when directory is set.")] = ""
+    passphrase_file: Annotated[str, _doc("File (mode 0600) holding the passphrase scheduled backups are sealed with (at least 12 characters, like every backup passphrase). Required when directory is set.")] = ""
 
     def __post_init__(self) -> None:
         if self.directory and not self.passphrase_file:
