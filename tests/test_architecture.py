@@ -14,7 +14,9 @@ OWNERS = {
     "cryptography.x509": ("tls/",),
     "litestar": ("web/",),
     "jinja2": ("web/",),
-    "uvicorn": ("web/server.py",),
+    # the HTTPS listener runs uvicorn (server.py) and guards its protocol classes (protocol.py);
+    # nothing else may depend on uvicorn internals, which check_framework() version-checks
+    "uvicorn": ("web/server.py", "web/protocol.py"),
     "cryptography.hazmat.primitives.asymmetric.ed25519": ("crypto/signing.py",),
 }
 # capability -> capabilities it must not import (siblings and everything above it)

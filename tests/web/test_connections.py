@@ -249,7 +249,7 @@ def test_unexpected_uvicorn_internals_stop_startup(monkeypatch):
     is refused at start with a clear message, not discovered under attack."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from appliance.web.server import ServerStartError, check_framework
+    from appliance.web.protocol import ServerStartError, check_framework
 
     check_framework()  # the installed uvicorn passes
     monkeypatch.delattr(HttpToolsProtocol, "on_response_complete")
