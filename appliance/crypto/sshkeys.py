@@ -28,7 +28,7 @@ _PUBLIC_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "e
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
 
-class KeyError_(ValueError):
+class SSHKeyError(ValueError):
     """A key was refused; the message is safe to show (no key material)."""
 
 
@@ -47,7 +47,7 @@ def _load(data: bytes, password: bytes | None):
         return serialization.load_ssh_private_key(data, password)
     if text.startswith(b"-----BEGIN"):
         return serialization.load_pem_private_key(data, password)
-    raise KeyError_("This is not a private key in OpenSSH or PEM format.")
+    raise SSHKeyError("This is not a private key in OpenSSH or PEM format.")
 
 
 def _is_encrypted(data: bytes) -> bool:
@@ -61,35 +61,35 @@ def _is_encrypted(data: bytes) -> bool:
 
 
 def parse_private_key(text: str, passphrase: str | None = None) -> ParsedKey:
-    """Check a private key (and its passphrase) and describe its public half; KeyError_ if refused."""
+    """Check a private key (and its passphrase) and describe its public half; SSHKeyError if refused."""
     if not text or not text.strip():
-        raise KeyError_("The private key is empty.")
+        raise SSHKeyError("The private key is empty.")
     if len(text) > MAX_KEY_CHARS:
-        raise KeyError_("The private key is too long to be an SSH key.")
+        raise SSHKeyError("The private key is too long to be an SSH key.")
     if "-----BEGIN" in text and "PUBLIC KEY" in text.split("\n", 1)[0]:
-        raise KeyError_("This is a public key; paste the private key.")
+        raise SSHKeyError("This is a public key; paste the private key.")
     data = text.replace("\r\n", "\n").strip().encode("utf-8", "replace") + b"\n"
     password = passphrase.encode() if passphrase else None
     try:
         kdfcost.check_private_key_pem(data)  # before anything is derived (issue 11, finding 8)
     except kdfcost.KdfCostError as exc:
-        raise KeyError_(f"The private key was refused: {exc}.") from None
+        raise SSHKeyError(f"The private key was refused: {exc}.") from None
     except kdfcost.KeyFileError as exc:
-        raise KeyError_(str(exc)) from None
+        raise SSHKeyError(str(exc)) from None
     try:
         key = _load(data, password)
-    except KeyError_:
+    except SSHKeyError:
         raise
     except TypeError as exc:
         if "not encrypted" in str(exc):
-            raise KeyError_("This key is not encrypted; leave the passphrase empty.") from None
-        raise KeyError_("This key is encrypted; enter its passphrase.") from None
+            raise SSHKeyError("This key is not encrypted; leave the passphrase empty.") from None
+        raise SSHKeyError("This key is encrypted; enter its passphrase.") from None
     except ValueError:
         if password and _is_encrypted(data):
-            raise KeyError_("The passphrase does not open this key.") from None
-        raise KeyError_("The private key could not be read; it is damaged or in an unsupported format.") from None
+            raise SSHKeyError("The passphrase does not open this key.") from None
+        raise SSHKeyError("The private key could not be read; it is damaged or in an unsupported format.") from None
     except Exception:  # unsupported algorithms raise UnsupportedAlgorithm and friends
-        raise KeyError_("The private key could not be read; it is damaged or in an unsupported format.") from None
+        raise SSHKeyError("The private key could not be read; it is damaged or in an unsupported format.") from None
     return _describe(key)
 
 
@@ -98,16 +98,16 @@ def _describe(key) -> ParsedKey:
         key_type, bits = "ssh-ed25519", 256
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
-            raise KeyError_("ECDSA keys must use the P-256, P-384 or P-521 curve.")
+            raise SSHKeyError("ECDSA keys must use the P-256, P-384 or P-521 curve.")
         bits = key.curve.key_size
         key_type = f"ecdsa-sha2-nistp{bits}"
     elif isinstance(key, rsa.RSAPrivateKey):
         bits = key.key_size
         if bits < MIN_RSA_BITS:
-            raise KeyError_(f"RSA keys must have at least {MIN_RSA_BITS} bits; this one has {bits}.")
+            raise SSHKeyError(f"RSA keys must have at least {MIN_RSA_BITS} bits; this one has {bits}.")
         key_type = "ssh-rsa"
     else:
-        raise KeyError_("Only ed25519, ECDSA and RSA keys are accepted.")
+        raise SSHKeyError("Only ed25519, ECDSA and RSA keys are accepted.")
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     return ParsedKey(key_type, bits, line, fingerprint_of_key_line(line))
 
@@ -115,25 +115,25 @@ def _describe(key) -> ParsedKey:
 def _blob(key_line: str) -> tuple[str, bytes]:
     parts = key_line.strip().split()
     if len(parts) < 2 or parts[0] not in _PUBLIC_TYPES:
-        raise KeyError_("This is not an OpenSSH public key line (for example \"ssh-ed25519 AAAA...\").")
+        raise SSHKeyError("This is not an OpenSSH public key line (for example \"ssh-ed25519 AAAA...\").")
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
-        raise KeyError_("The public key is not valid base64.") from None
+        raise SSHKeyError("The public key is not valid base64.") from None
     # The blob starts with its own type name (RFC 4253 §6.6); a mismatch means a pasted mix-up.
     if len(blob) < 4 or blob[4:4 + int.from_bytes(blob[:4], "big")] != parts[0].encode():
-        raise KeyError_("The public key data does not match its type.")
+        raise SSHKeyError("The public key data does not match its type.")
     return parts[0], blob
 
 
 def normalise_key_line(key_line: str) -> str:
-    """"type base64" without a comment; KeyError_ if it is not a public key line."""
+    """"type base64" without a comment; SSHKeyError if it is not a public key line."""
     key_type, blob = _blob(key_line)
     return f"{key_type} {base64.b64encode(blob).decode()}"
 
 
 def fingerprint_of_key_line(key_line: str) -> str:
-    """OpenSSH SHA256 fingerprint of a public key line; KeyError_ (a ValueError) if malformed."""
+    """OpenSSH SHA256 fingerprint of a public key line; SSHKeyError (a ValueError) if malformed."""
     _, blob = _blob(key_line)
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
@@ -142,7 +142,7 @@ def same_public_key(a: str, b: str) -> bool:
     """True if both lines hold the same key (comments ignored)."""
     try:
         return _blob(a) == _blob(b)
-    except KeyError_:
+    except SSHKeyError:
         return False
 
 
@@ -153,5 +153,5 @@ def parse_fingerprint(text: str) -> str:
         value = "SHA256:" + value[7:]
     value = value.rstrip("=")
     if not _FINGERPRINT.match(value):
-        raise KeyError_("Enter a SHA256 fingerprint as shown by ssh-keygen -lf (\"SHA256:\" and 43 characters).")
+        raise SSHKeyError("Enter a SHA256 fingerprint as shown by ssh-keygen -lf (\"SHA256:\" and 43 characters).")
     return value

@@ -5,15 +5,13 @@ appliance act as someone (TOTP seeds, device credentials) are additionally seale
 under a separate data key, `keys/vault.key`, so a database copy without that file
 does not reveal them, and bound to the row they belong to.
 
-Usage (any capability):
+Usage (any capability; the key is `keys/vault.key`, loaded by the composition root):
 
-    key = vault.load_or_create(data_dir / "keys" / "vault.key")
     blob = vault.seal(key, b"secret", aad=vault.aad("users.totp_seed", user_id))
     secret = vault.open(key, blob, aad=vault.aad("users.totp_seed", user_id))
 
 Format (bytes, versioned so the algorithm can change): b"v1" | nonce (12 random
-bytes) | ciphertext+tag. `aad_for(table, row_id, purpose)` and `open_sealed` are
-the names the first version used; both spellings stay supported.
+bytes) | ciphertext+tag.
 
 Invariants (what must never happen):
 - A nonce is never reused deliberately: 96 random bits per seal (NIST SP 800-38D
@@ -26,18 +24,17 @@ Invariants (what must never happen):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from appliance.crypto import keyfile
 from appliance.errors import OutpostError
 
 VERSION = b"v1"
 _NONCE = 12
 _HEADER = len(VERSION) + _NONCE
 KEY_BYTES = 32
+_MESSAGE = "a sealed secret could not be opened (wrong key, wrong row or damaged data)"
 
 
 class VaultError(OutpostError):
@@ -48,7 +45,7 @@ class VaultError(OutpostError):
     code = "vault_error"
     status = 500
 
-    def __init__(self, message: str = "a sealed secret could not be opened (wrong key, wrong row or damaged data)") -> None:
+    def __init__(self, message: str = _MESSAGE) -> None:
         super().__init__(message)
 
 
@@ -76,19 +73,3 @@ def open(key: bytes, blob: bytes, aad: bytes) -> bytes:  # noqa: A001 - mirrors 
         return AESGCM(key).decrypt(blob[len(VERSION):_HEADER], blob[_HEADER:], aad)
     except InvalidTag:
         raise VaultError() from None
-
-
-def aad_for(table: str, row_id: int | str, purpose: str) -> bytes:
-    """Associated data naming table, row and purpose (first-version spelling)."""
-    return f"outpost:{table}:{row_id}:{purpose}".encode()
-
-
-open_sealed = open
-
-
-def load_or_create(path: Path) -> bytes:
-    """The data key at path (same file format and checks as db.key), created on first use."""
-    path = Path(path)
-    if path.exists():
-        return keyfile.load_key(path)
-    return keyfile.create_key(path)

@@ -58,10 +58,6 @@ def list_devices(conn, *, search: str = "", tag: str = "", enabled_only: bool = 
     return [_device(r) for r in rows]
 
 
-def count_devices(conn) -> int:
-    return conn.execute("SELECT count(*) FROM devices").fetchone()[0]
-
-
 def get_device(conn, device_id: int) -> Device | None:
     r = conn.execute(f"SELECT {_DEVICE}{_FROM} WHERE d.id = ?", (device_id,)).fetchone()
     return _device(r) if r else None

@@ -4,27 +4,28 @@ import os
 
 import pytest
 
-from appliance.crypto.vault import VaultError, aad_for, open_sealed, seal
+from appliance.crypto import keyfile, vault
+from appliance.crypto.vault import VaultError, aad, seal
 
 KEY = os.urandom(32)
 
 
 def test_round_trip_and_fresh_nonces():
-    aad = aad_for("devices", 7, "password")
-    a, b = seal(KEY, b"s3cret", aad), seal(KEY, b"s3cret", aad)
+    where = aad("devices.password", 7)
+    a, b = seal(KEY, b"s3cret", where), seal(KEY, b"s3cret", where)
     assert a != b and b"s3cret" not in a
-    assert open_sealed(KEY, a, aad) == b"s3cret"
+    assert vault.open(KEY, a, where) == b"s3cret"
 
 
 @pytest.mark.parametrize("change", ["other row", "other purpose", "other key", "bit flip", "truncated", "garbage"])
 def test_misplaced_or_tampered_blobs_do_not_open(change):
-    aad = aad_for("devices", 7, "password")
-    blob = seal(KEY, b"s3cret", aad)
+    where = aad("devices.password", 7)
+    blob = seal(KEY, b"s3cret", where)
     key = KEY
     if change == "other row":
-        aad = aad_for("devices", 8, "password")
+        where = aad("devices.password", 8)
     elif change == "other purpose":
-        aad = aad_for("devices", 7, "passphrase")
+        where = aad("devices.passphrase", 7)
     elif change == "other key":
         key = os.urandom(32)
     elif change == "bit flip":
@@ -34,16 +35,15 @@ def test_misplaced_or_tampered_blobs_do_not_open(change):
     else:
         blob = b"not a sealed value at all"
     with pytest.raises(VaultError) as err:
-        open_sealed(key, blob, aad)
+        vault.open(key, blob, where)
     assert "s3cret" not in str(err.value)
 
 
-def test_short_spelling_and_load_or_create(tmp_path):
-    from appliance.crypto import vault
-
-    key = vault.load_or_create(tmp_path / "keys" / "vault.key")
-    assert vault.load_or_create(tmp_path / "keys" / "vault.key") == key
-    assert oct((tmp_path / "keys" / "vault.key").stat().st_mode & 0o777) == "0o600"
+def test_with_a_key_file(tmp_path):
+    path = tmp_path / "keys" / "vault.key"
+    key = keyfile.create_key(path)
+    assert keyfile.load_key(path) == key
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
     blob = vault.seal(key, b"seed", vault.aad("users.totp_seed", 1))
     assert vault.open(key, blob, vault.aad("users.totp_seed", 1)) == b"seed"
     with pytest.raises(VaultError):
