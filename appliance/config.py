@@ -89,20 +89,38 @@ class BackupConfig(_Section):
             raise ValueError("passphrase_file is required when directory is set")
 
 
+# The security-policy fields: [auth] gives their defaults and Settings -> Security policy changes
+# them at run time. auth.models.SecurityPolicy reuses these types, so each bound is written once.
+SessionIdleMinutes = Annotated[int, _doc("Sign a browser session out after this many minutes without a request.",
+                                         ge=5, le=60)]
+LockoutThreshold = Annotated[int, _doc("Consecutive failed logins that lock an account.", ge=3, le=100)]
+LockoutMinutes = Annotated[int, _doc("How long a locked account stays locked (an admin can unlock sooner).",
+                                     ge=1, le=1440)]
+PasswordMinLength = Annotated[int, _doc("Shortest password accepted.", ge=8, le=128)]
+PasswordHistory = Annotated[int, _doc("A new password may not equal any of the last N (0 turns the check off). "
+                                      "Default for Settings -> Security policy.", ge=0, le=24)]
+RequireComposition = Annotated[bool, _doc("Require a lower-case letter, an upper-case letter, a digit and a symbol in "
+                                          "passwords (off: length and the blocklist matter more). Default for "
+                                          "Settings -> Security policy.")]
+TotpPolicy = Annotated[Literal["all", "admins", "optional"], _doc(
+    "Who must use two-factor sign-in (TOTP): all users, admins only, or nobody (optional). Default for "
+    "Settings -> Security policy.")]
+
+
 class AuthConfig(_Section):
     """[auth]: logins, sessions, lockout and password hashing."""
 
-    session_idle_minutes: Annotated[int, _doc("Sign a browser session out after this many minutes without a request.", ge=5, le=60)] = 15
+    session_idle_minutes: SessionIdleMinutes = 15
     session_absolute_hours: Annotated[int, _doc("Sign a browser session out this many hours after login, active or not.", ge=1, le=12)] = 12
-    lockout_threshold: Annotated[int, _doc("Consecutive failed logins that lock an account.", ge=3, le=100)] = 10
-    lockout_minutes: Annotated[int, _doc("How long a locked account stays locked (an admin can unlock sooner).", ge=1, le=1440)] = 15
+    lockout_threshold: LockoutThreshold = 10
+    lockout_minutes: LockoutMinutes = 15
     login_attempts_per_minute: Annotated[int, _doc("Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
     failures_per_address: Annotated[int, _doc("Failed sign-ins (passwords or codes) one source address may make against one account within lockout_minutes; more get 429 before any password check. Capped at half of lockout_threshold, so one address alone cannot lock an account within that time (throttle first, lock out last: NIST SP 800-63B).", ge=1, le=50)] = 5
     setup_code_hours: Annotated[int, _doc("Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
-    password_min_length: Annotated[int, _doc("Shortest password accepted.", ge=8, le=128)] = 15
-    password_history: Annotated[int, _doc("A new password may not equal any of the last N (0 turns the check off). Default for Settings -> Security policy.", ge=0, le=24)] = 5
-    require_composition: Annotated[bool, _doc("Require a lower-case letter, an upper-case letter, a digit and a symbol in passwords (off: length and the blocklist matter more). Default for Settings -> Security policy.")] = False
-    totp_policy: Annotated[Literal["all", "admins", "optional"], _doc("Who must use two-factor sign-in (TOTP): all users, admins only, or nobody (optional). Default for Settings -> Security policy.")] = "admins"
+    password_min_length: PasswordMinLength = 15
+    password_history: PasswordHistory = 5
+    require_composition: RequireComposition = False
+    totp_policy: TotpPolicy = "admins"
     hash_concurrency: Annotated[int, _doc("Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.", ge=1, le=16)] = 2
     hash_queue_seconds: Annotated[float, _doc("Longest a sign-in may expect to wait for a free hashing slot; when the queue is longer it gets 503 at once with Retry-After (a sign-in flood gets fast refusals instead of slowing every sign-in down).", ge=0.5, le=30)] = 2.0
     argon2_time_cost: Annotated[int, _doc("argon2id iterations (RFC 9106 low-memory profile: 3).", ge=1, le=10)] = 3
