@@ -23,11 +23,12 @@ from appliance.auth.service import AuthService
 from appliance.auth import permissions
 from appliance.clock import Clock, SystemClock
 from appliance.config import Config
-from appliance.crypto import keyfile, tokens
+from appliance.crypto import keyfile
 from appliance.crypto.keypool import KeyPool
 from appliance.crypto.passwords import PasswordHasher
 from appliance.devices.service import DeviceService
 from appliance.errors import OutpostError
+from appliance.paths import DataDir
 from appliance.probe.runner import Runner
 from appliance.probe.scheduler import Scheduler
 from appliance.probe.service import ProbeService, policy_from
@@ -36,13 +37,6 @@ from appliance.system import health, integrity, licences
 from appliance.tls.manager import TLSManager
 from appliance.updates import verify as update_verify
 from appliance.updates.service import UpdateService
-
-DB_FILE = "outpost.db"
-KEY_FILE = Path("keys") / "db.key"
-VAULT_KEY_FILE = Path("keys") / "vault.key"
-APIKEY_KEY_FILE = Path("keys") / "apikey.key"  # HMAC pepper for API keys (ACL-2)
-SETUP_CODE_FILE = "setup-code"
-
 
 class DataDirError(OutpostError):
     code = "data_dir"
@@ -95,6 +89,26 @@ def local_names(hostname: str) -> set[str]:
     return names
 
 
+def account_services(db: Database, cfg: Config, paths: DataDir, clock: Clock, hasher: PasswordHasher, *,
+                     vault_key: bytes) -> tuple[AuthService, ApiKeyService]:
+    """AuthService and ApiKeyService wired together, for the server and the CLI alike: a
+    password reset or change revokes the user's API keys in the same transaction (AUTH-5;
+    auth may not import access, so the link is made here). The API-key pepper lives outside
+    the database."""
+    auth = AuthService(db, cfg.auth, clock, hasher, vault_key=vault_key,
+                       hostname=cfg.web.hostname or socket.gethostname())
+    apikeys = ApiKeyService(db, cfg.access, clock, load_or_create_key(paths.apikey_key), grantable=permissions.covers)
+    auth.password_replaced_hooks.append(apikeys.revoke_user_keys)  # keys end with the password
+    return auth, apikeys
+
+
+def tls_manager(cfg: Config, paths: DataDir, db_key: bytes, clock: Clock) -> TLSManager:
+    """The TLS manager of a data directory; its private keys' password derives from the database key."""
+    from appliance.system import dbkey
+
+    return TLSManager(paths.tls, cfg.tls, cfg.web.hostname, clock, key_password=dbkey.tls_password(db_key))
+
+
 class Services:
     """Everything a running appliance needs, built once by `build()`."""
 
@@ -104,6 +118,7 @@ class Services:
         self.config_path = config_path
         self.started_at = clock.now()
         self.data_dir = prepare_data_dir(Path(config.store.data_dir))
+        self.paths = DataDir(self.data_dir)
         self.db, key = open_database(self.data_dir, config.store.readers, key_source=config.store.key_source,
                                      passphrase=passphrase)
         try:
@@ -114,21 +129,21 @@ class Services:
 
     def _build_rest(self, key: bytes) -> None:
         cfg = self.config
-        self.vault_key = load_or_create_key(self.data_dir / VAULT_KEY_FILE)
+        self.vault_key = load_or_create_key(self.paths.vault_key)
         self.hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
                                      parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency,
                                      max_wait_seconds=cfg.auth.hash_queue_seconds)
-        # Accounts, sessions, TOTP (seeds sealed with the vault key), security policy (AUTH-1..8, ACL-1).
-        self.auth = AuthService(self.db, cfg.auth, self.clock, self.hasher, vault_key=self.vault_key,
-                                hostname=cfg.web.hostname or socket.gethostname())
-        self.tls = TLSManager(self.data_dir / "tls", cfg.tls, cfg.web.hostname, self.clock,
-                              key_password=tokens.hkdf(key, "outpost tls private keys"))
+        # Accounts, sessions, TOTP (seeds sealed with the vault key), security policy (AUTH-1..8, ACL-1),
+        # and API keys (ACL-2): wired together by account_services, as for the CLI.
+        self.auth, self.apikeys = account_services(self.db, cfg, self.paths, self.clock, self.hasher,
+                                                   vault_key=self.vault_key)
+        self.tls = tls_manager(cfg, self.paths, key, self.clock)
         self.record_system_events(self.tls.ensure())
         from appliance import __version__
         from appliance.system.backup import BackupService
         self.backups = BackupService(self.db, self.data_dir, cfg.backup, self.clock, config_path=self.config_path,
                                      app_version=__version__)
-        self.setup_code_file = self.data_dir / SETUP_CODE_FILE
+        self.setup_code_file = self.paths.setup_code
         names = local_names(cfg.web.hostname)
         self.allowed_hosts = names | {h.lower() for h in cfg.web.allowed_hosts} | {s.lower() for s in self.tls.info().leaf_sans}
         self.licences = licences.bundled()
@@ -136,10 +151,7 @@ class Services:
         # Uploaded keys are parsed on their own bounded pool (issue 11, finding 8).
         self.key_pool = KeyPool(workers=1, queue=4)
         self.devices = DeviceService(self.db, self.vault_key, self.clock, self.key_pool)
-        # API keys and the IP allow list (ACL-2, ACL-3); the pepper lives outside the database.
-        self.apikeys = ApiKeyService(self.db, cfg.access, self.clock, load_or_create_key(self.data_dir / APIKEY_KEY_FILE),
-                                     grantable=permissions.covers)
-        self.auth.password_replaced_hooks.append(self.apikeys.revoke_user_keys)  # keys end with the password (AUTH-5)
+        # The IP allow list (ACL-3).
         self.allowlist = AllowList(self.db, self.clock)
         # /metrics (PLAT-6): callables returning [(name, type, help, labels dict, value)]; append to add metrics.
         self.metric_sources: list = []

@@ -383,11 +383,11 @@ class AccountsMixin:
 
     # ---- local recovery (AUTH-5) ----------------------------------------------------------
 
-    def reset_admin_sync(self, username: str | None = None) -> tuple[str, str]:
+    def reset_admin_sync(self, actor: Actor, username: str | None = None) -> tuple[str, str]:
         """`outpost reset-admin`: a temporary password for an admin (unlocked, enabled, 2FA
-        cleared, sessions revoked), creating "admin" if no admin exists. Returns (username, password)."""
+        cleared, sessions and API keys revoked), creating "admin" if no admin exists.
+        `actor`: the CLI's (system, cli:<user>). Returns (username, password)."""
         now = self.clock.now()
-        actor = Actor(type="system", name="cli", source="local")
 
         def pick(conn):
             if username:
@@ -417,6 +417,7 @@ class AccountsMixin:
                 queries.update_totp_seed(conn, user_id, None, 0)
                 queries.replace_recovery_codes(conn, user_id, [])
                 self._revoke_all(conn, user_id, actor, now, "reset-admin")
+                self._password_replaced(conn, user_id, actor, now, "reset-admin")
             audit.record(conn, ts=now, action="user.admin.recover", actor=actor, target=f"user:{user_id}",
                          details={"username": name, "created": found is None})
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
+from appliance import config
+
+_AUTH_DEFAULTS = config.AuthConfig()  # the security policy's built-in defaults are [auth]'s
+
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
     id: int
@@ -88,15 +92,16 @@ class SecondFactorRequired(msgspec.Struct, frozen=True, kw_only=True):
 class SecurityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Run-time security settings (AUTH-3, -4, -6, -7), editable by admins.
 
-    Stored in the `settings` table; `[auth]` in the config file gives the defaults."""
+    Stored in the `settings` table; `[auth]` in the config file gives the defaults. The field
+    types (with their bounds) and the built-in defaults are [auth]'s own (config.py)."""
 
-    password_min_length: int = 15
-    password_history: int = 5
-    require_composition: bool = False
-    totp_policy: str = "admins"  # "all" | "admins" | "optional"
-    session_idle_minutes: int = 15
-    lockout_threshold: int = 10
-    lockout_minutes: int = 15
+    password_min_length: config.PasswordMinLength = _AUTH_DEFAULTS.password_min_length
+    password_history: config.PasswordHistory = _AUTH_DEFAULTS.password_history
+    require_composition: config.RequireComposition = _AUTH_DEFAULTS.require_composition
+    totp_policy: config.TotpPolicy = _AUTH_DEFAULTS.totp_policy
+    session_idle_minutes: config.SessionIdleMinutes = _AUTH_DEFAULTS.session_idle_minutes
+    lockout_threshold: config.LockoutThreshold = _AUTH_DEFAULTS.lockout_threshold
+    lockout_minutes: config.LockoutMinutes = _AUTH_DEFAULTS.lockout_minutes
 
 
 class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

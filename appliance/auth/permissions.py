@@ -4,36 +4,49 @@ for a role is refused. docs: README "Roles and permissions" mirrors this table
 
 from __future__ import annotations
 
-ROLES = ("viewer", "auditor", "operator", "admin")
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """The roles, lowest rank first. The `roles` table (store/migrations/0001_initial.sql) holds
+    the same names in the same rank order; tests/auth/test_permissions.py checks the two agree."""
+
+    VIEWER = "viewer"
+    AUDITOR = "auditor"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+ROLES: tuple[Role, ...] = tuple(Role)  # for forms and messages, in rank order
 
 # permission -> roles that hold it
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "dashboard.view": frozenset({"viewer", "auditor", "operator", "admin"}),
-    "about.view": frozenset({"viewer", "auditor", "operator", "admin"}),
-    "audit.read": frozenset({"auditor", "admin"}),
-    "audit.export": frozenset({"auditor", "admin"}),
-    "health.read": frozenset({"viewer", "operator", "admin"}),
-    "users.manage": frozenset({"admin"}),
-    "settings.security": frozenset({"admin"}),
-    "settings.tls": frozenset({"admin"}),
-    "backups.manage": frozenset({"admin"}),
-    "updates.manage": frozenset({"admin"}),
-    "devices.view": frozenset({"viewer", "auditor", "operator", "admin"}),
-    "devices.manage": frozenset({"operator", "admin"}),
-    "credentials.manage": frozenset({"operator", "admin"}),
-    "devices.approve": frozenset({"admin"}),  # credential bindings (devices/binding.py)
-    "apikeys.manage": frozenset({"viewer", "auditor", "operator", "admin"}),
-    "apikeys.admin": frozenset({"admin"}),
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "dashboard.view": frozenset(Role),
+    "about.view": frozenset(Role),
+    "audit.read": frozenset({Role.AUDITOR, Role.ADMIN}),
+    "audit.export": frozenset({Role.AUDITOR, Role.ADMIN}),
+    "health.read": frozenset({Role.VIEWER, Role.OPERATOR, Role.ADMIN}),
+    "users.manage": frozenset({Role.ADMIN}),
+    "settings.security": frozenset({Role.ADMIN}),
+    "settings.tls": frozenset({Role.ADMIN}),
+    "backups.manage": frozenset({Role.ADMIN}),
+    "updates.manage": frozenset({Role.ADMIN}),
+    "devices.view": frozenset(Role),
+    "devices.manage": frozenset({Role.OPERATOR, Role.ADMIN}),
+    "credentials.manage": frozenset({Role.OPERATOR, Role.ADMIN}),
+    "devices.approve": frozenset({Role.ADMIN}),  # credential bindings (devices/binding.py)
+    "apikeys.manage": frozenset(Role),
+    "apikeys.admin": frozenset({Role.ADMIN}),
     # Checked for API keys only (web/guards.writing_key): a viewer's or auditor's key reads and
     # nothing else, so it cannot mint or revoke keys or end sessions; in the browser every
     # role manages its own keys and sessions.
-    "apikeys.write": frozenset({"operator", "admin"}),
-    "settings.allowlist": frozenset({"admin"}),
-    "audit.report": frozenset({"auditor", "admin"}),
-    "metrics.read": frozenset({"viewer", "operator", "admin"}),  # health figures: the roles with health.read
-    "probe.view": frozenset({"viewer", "operator", "admin"}),
-    "probe.run": frozenset({"operator", "admin"}),
-    "alerts.ack": frozenset({"operator", "admin"}),
+    "apikeys.write": frozenset({Role.OPERATOR, Role.ADMIN}),
+    "settings.allowlist": frozenset({Role.ADMIN}),
+    "audit.report": frozenset({Role.AUDITOR, Role.ADMIN}),
+    "metrics.read": frozenset({Role.VIEWER, Role.OPERATOR, Role.ADMIN}),  # health figures: the roles with health.read
+    "probe.view": frozenset({Role.VIEWER, Role.OPERATOR, Role.ADMIN}),
+    "probe.run": frozenset({Role.OPERATOR, Role.ADMIN}),
+    "alerts.ack": frozenset({Role.OPERATOR, Role.ADMIN}),
 }
 
 

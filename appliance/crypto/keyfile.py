@@ -128,6 +128,11 @@ def is_wrapped(path: Path) -> bool:
         return False
 
 
+def source_of(path: Path) -> str:
+    """The [store] key_source the key file at `path` is in: "passphrase" if wrapped, else "file"."""
+    return "passphrase" if is_wrapped(path) else "file"
+
+
 def load_key(path: Path, passphrase: Callable[[], bytes] | None = None) -> bytes:
     """Read and validate the key in `path`; return the 32 raw key bytes.
 

@@ -7,7 +7,11 @@ Must never happen: a private key written in clear, an existing CA silently repla
 a listener restarted to change certificates, TLS below 1.2 or a non-AEAD suite offered.
 """
 
-from appliance.tls.manager import (
+# Days before expiry from which the console, the certificate page and the dashboard warn
+# (one figure for all three; [tls] renew_before_days, for the generated leaf, is separate).
+EXPIRY_WARNING_DAYS = 30
+
+from appliance.tls.manager import (  # noqa: E402 (the constant above needs no import)
     CertificateInfo,
     TLSError,
     TLSFileError,
@@ -15,4 +19,4 @@ from appliance.tls.manager import (
     TLSManager,
 )
 
-__all__ = ["CertificateInfo", "TLSError", "TLSFileError", "TLSKeyPasswordError", "TLSManager"]
+__all__ = ["EXPIRY_WARNING_DAYS", "CertificateInfo", "TLSError", "TLSFileError", "TLSKeyPasswordError", "TLSManager"]

@@ -1,7 +1,7 @@
 """`outpost update verify|apply|status|rollback` and `outpost run-slot` (wired by cli.py).
 
-The CLI layer hands in how to load the config and open the database (cli -> app), so
-this module stays inside the updates capability. Audit records are written by opening
+The CLI hands in its config, how to open the database and its audit actor (cli_context.py),
+so this module stays inside the updates capability. Audit records are written by opening
 the database for each record: the launcher may restore a snapshot over the file while
 an `update apply` waits, and a long-open connection would write into the replaced file.
 """
@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
+from appliance.audit.events import Event
+from appliance.audit.models import Actor, Outcome
+from appliance.config import Config
 from appliance.errors import OutpostError
 from appliance.updates import launcher, roots
-from appliance.updates.apply import Updater
+from appliance.updates.apply import AuditFn
+from appliance.updates.service import make_updater
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Database
 
 EXIT_ERROR = 1
+LAUNCHER = Actor(type="system", name="launcher", source="local")  # run-slot's records: the launcher acts alone
 
 
 def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -51,24 +59,15 @@ def add_parsers(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", help="passed on to serve")
 
 
-def _updater(cfg, open_db, actor_name: str, say=print) -> Updater:
-    data_dir = Path(cfg.store.data_dir).absolute()
-    staging = Path(cfg.updates.staging_dir) if cfg.updates.staging_dir else data_dir / "updates" / "staging"
-    return Updater(install_root=Path(cfg.updates.install_root), staging_dir=staging, trust=roots.builtin(),
-                   max_bundle_bytes=cfg.updates.max_bundle_bytes, health_timeout=cfg.updates.health_timeout_seconds,
-                   audit=_auditor(open_db, actor_name), say=say)
+def _auditor(open_db: Callable[[], Database], actor: Actor) -> AuditFn:
+    """Records each step through a connection opened for that record (see the module docstring)."""
+    from appliance.audit.service import AuditService
+    from appliance.clock import SystemClock
 
-
-def _auditor(open_db, actor_name: str):
-    from appliance.audit import log as audit
-    from appliance.audit.models import Actor
-
-    def record(action: str, outcome: str, details: dict) -> None:
+    def record(event: Event, outcome: Outcome, details: dict) -> None:
         db = open_db()
         try:
-            db.write_sync(lambda conn: audit.record(conn, ts=time.time(), action=action, outcome=outcome,
-                                                    actor=Actor(type="system", name=actor_name, source="local"),
-                                                    details=details))
+            AuditService(db, SystemClock()).record_alone_sync(event, actor=actor, outcome=outcome, details=details)
         finally:
             db.close()
     return record
@@ -82,13 +81,13 @@ def _print_status(st) -> None:
         print(f"last:      {st.last_result}{': ' + st.last_reason if st.last_reason else ''}")
 
 
-def run(args, load_config, open_db, user: str) -> int:
-    """`user`: the audit actor name (cli:<real uid's name>, from the CLI)."""
-    cfg = load_config(args)
+def run(args: argparse.Namespace, cfg: Config, open_db: Callable[[], Database], actor: Actor) -> int:
+    """`open_db()`: a new connection to the existing database; `actor`: the CLI's (cli:<real uid's name>)."""
     say = lambda s: print(s, flush=True)  # noqa: E731 (steps are printed as they start)
     if args.command == "run-slot":
         return _run_slot(args, cfg, open_db, say)
-    updater = _updater(cfg, lambda: open_db(args), user, say)
+    data_dir = Path(cfg.store.data_dir).absolute()
+    updater = make_updater(cfg.updates, data_dir, roots.builtin(), _auditor(open_db, actor), say=say)
     if args.update_command == "status":
         _print_status(updater.status())
         return 0
@@ -100,21 +99,21 @@ def run(args, load_config, open_db, user: str) -> int:
     if args.update_command == "rollback":
         st = updater.request_rollback()
         if not updater.signal_launcher():
-            launcher.finish_rollback(updater.layout, Path(cfg.store.data_dir).absolute(), updater.audit)
+            launcher.finish_rollback(updater.layout, data_dir, updater.audit)
         else:
             updater.wait_idle()
         _print_status(updater.status())
         return 0
-    data_db = lambda dest: _snapshot(open_db(args), dest)  # noqa: E731
+    data_db = lambda dest: _snapshot(open_db(), dest)  # noqa: E731
     st = updater.apply(args.file, data_db, wait=not args.no_wait)
     _print_status(st)
     if st.last_result == "rolled back":
-        updater.audit("update.health", "failure", {"version": st.pending or "", "reason": st.last_reason[:200]})
+        updater.audit(Event.UPDATE_HEALTH, "failure", {"version": st.pending or "", "reason": st.last_reason[:200]})
         print(f"outpost: error: the update was rolled back: {st.last_reason}", file=sys.stderr)
         return EXIT_ERROR
     if st.last_result.startswith("installed"):
         try:
-            updater.audit("update.health", "success", {"version": st.installed})
+            updater.audit(Event.UPDATE_HEALTH, "success", {"version": st.installed})
         except OutpostError:
             pass  # the new version may have migrated past this program's schema; its gate result is in state.json
     return 0
@@ -128,7 +127,8 @@ def _snapshot(db, dest: Path) -> None:
         db.close()
 
 
-def _run_slot(args, cfg, open_db, say) -> int:
+def _run_slot(args: argparse.Namespace, cfg: Config, open_db: Callable[[], Database],
+              say: Callable[[str], None]) -> int:
     serve_args = ["--data-dir", str(Path(cfg.store.data_dir).absolute())]
     if args.config:
         serve_args += ["--config", str(Path(args.config).absolute())]
@@ -144,9 +144,9 @@ def _run_slot(args, cfg, open_db, say) -> int:
 
     def audit(action, outcome, details):
         try:
-            _auditor(lambda: open_db(args), "launcher")(action, outcome, details)
+            _auditor(open_db, LAUNCHER)(action, outcome, details)
         except OutpostError as exc:
-            say(f"audit record {action} not written: {exc.message}")
+            say(f"audit record {action.action} not written: {exc.message}")
 
     from appliance.updates import slots
     return launcher.Launcher(slots.Layout(Path(cfg.updates.install_root)), data_dir=Path(cfg.store.data_dir).absolute(),

@@ -26,19 +26,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from appliance.paths import DataDir
 from appliance.store.atomic import copy_atomic, fsync_dir
 from appliance.updates import slots
 
 MAX_QUICK_FAILURES = 5
-DB_FILE = "outpost.db"
 
 
 def restore_snapshot(snapshot: Path, data_dir: Path) -> None:
-    db = data_dir / DB_FILE
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    layout = DataDir(data_dir)
+    for sidecar in layout.db_sidecars:
+        sidecar.unlink(missing_ok=True)
     fsync_dir(data_dir)
-    copy_atomic(snapshot, db)
+    copy_atomic(snapshot, layout.db)
 
 
 def finish_rollback(layout: slots.Layout, data_dir: Path, audit: Callable[[str, str, dict], None] | None) -> None:
@@ -135,7 +135,7 @@ class Launcher:
 
     def _gate(self, child: subprocess.Popen, st: slots.State) -> bool:
         deadline = time.monotonic() + self.health_timeout
-        ok = healthy(self.host, self.port, self.data_dir / "tls" / "ca.pem", deadline, child)
+        ok = healthy(self.host, self.port, DataDir(self.data_dir).tls_ca_pem, deadline, child)
         if ok:
             self.layout.save(slots.State(result=f"installed {st.version}", snapshot=st.snapshot, from_slot=st.from_slot))
             self.say(f"health gate passed: {st.version}")

@@ -9,16 +9,33 @@ Invariants (what must never happen):
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.audit import log as audit
 from appliance.audit.models import Actor
 from appliance.config import UpdatesConfig
 from appliance.errors import ValidationError
+from appliance.paths import DataDir
 from appliance.updates import roots
-from appliance.updates.apply import Updater
+from appliance.updates.apply import AuditFn, Updater
 
 BUNDLE_SUFFIX = ".opkg"
+
+
+def staging_dir(config: UpdatesConfig, data_dir: Path) -> Path:
+    """[updates] staging_dir, or <data_dir>/updates/staging when it is empty."""
+    return Path(config.staging_dir) if config.staging_dir else DataDir(data_dir).update_staging
+
+
+def make_updater(config: UpdatesConfig, data_dir: Path, trust: roots.TrustStore, audit: AuditFn, *,
+                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda s: None) -> Updater:
+    """The one way an Updater is built (web UI and CLI): `audit(action, outcome, details)`
+    records each step; the CLI's opens the database per record (updates/commands.py)."""
+    return Updater(install_root=Path(config.install_root), staging_dir=staging_dir(config, data_dir), trust=trust,
+                   max_bundle_bytes=config.max_bundle_bytes, health_timeout=config.health_timeout_seconds,
+                   audit=audit, clock=clock, say=say)
 
 
 class UpdateService:
@@ -32,7 +49,7 @@ class UpdateService:
 
     @property
     def staging_dir(self) -> Path:
-        return Path(self.config.staging_dir) if self.config.staging_dir else self.data_dir / "updates" / "staging"
+        return staging_dir(self.config, self.data_dir)
 
     def updater(self, actor: Actor) -> Updater:
         def record(action: str, outcome: str, details: dict) -> None:
@@ -40,9 +57,7 @@ class UpdateService:
             self.db.write_sync(lambda conn: audit.record(conn, ts=now, action=action, actor=actor, outcome=outcome,
                                                          details=details))
 
-        return Updater(install_root=Path(self.config.install_root), staging_dir=self.staging_dir, trust=self.trust,
-                       max_bundle_bytes=self.config.max_bundle_bytes, health_timeout=self.config.health_timeout_seconds,
-                       audit=record, clock=self.clock.now)
+        return make_updater(self.config, self.data_dir, self.trust, record, clock=self.clock.now)
 
     def media_bundles(self) -> list[str]:
         """Bundle files on the medium (two levels deep: /media/<stick>/<file>), for the picker."""

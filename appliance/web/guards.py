@@ -2,7 +2,8 @@
 
 Each handler carries exactly one *access guard* (`public`, `authenticated`,
 `permission(...)`). The app-level `deny_undeclared` guard refuses any handler
-without one, and tests/web/test_routes.py fails the build on such a route.
+without one, and test_every_route_declares_exactly_one_access_guard (tests/web/)
+fails the build on such a route.
 `csrf_protect` (app level) checks every state-changing browser request (ACL-4).
 """
 

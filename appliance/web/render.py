@@ -7,6 +7,7 @@ from litestar import Request, Response
 
 from appliance import __version__
 from appliance.clock import iso
+from appliance.tls import EXPIRY_WARNING_DAYS
 from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
 
 NAV = [  # (permission or None for any signed-in user, path, label)
@@ -42,6 +43,7 @@ def make_environment() -> Environment:
     env.filters["iso"] = iso
     env.filters["bytes"] = _bytes
     env.globals["version"] = __version__
+    env.globals["cert_warning_days"] = EXPIRY_WARNING_DAYS  # the dashboard's certificate tile
     return env
 
 

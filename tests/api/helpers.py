@@ -9,12 +9,13 @@ import time
 import httpx
 
 from appliance.access.apikeys import ApiKeyService
-from appliance.app import APIKEY_KEY_FILE, open_database
+from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.auth import permissions
 from appliance.clock import SystemClock
 from appliance.config import AccessConfig
 from appliance.crypto import keyfile
+from appliance.paths import DataDir
 from tests.conftest import ADMIN_PASSWORD
 
 
@@ -23,7 +24,7 @@ def make_key(appliance, username: str, role: str, *, days: int = 30) -> str:
     db, _ = open_database(appliance.data_dir, readers=1)
     try:
         uid = db.read_sync(lambda c: c.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()[0])
-        svc = ApiKeyService(db, AccessConfig(), SystemClock(), keyfile.load_key(appliance.data_dir / APIKEY_KEY_FILE),
+        svc = ApiKeyService(db, AccessConfig(), SystemClock(), keyfile.load_key(DataDir(appliance.data_dir).apikey_key),
                             grantable=permissions.covers)
         issued = asyncio.run(svc.create(owner_id=uid, name=f"test {role} {time.monotonic_ns()}", role=role, days=days,
                                         actor=Actor(type="system", name="test", source="local"), caller_role=role))

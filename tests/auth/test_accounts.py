@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from appliance.app import open_database
+from appliance.audit.models import Actor
 from appliance.auth.errors import LastAdminError, LoginFailedError, ReauthRequiredError
 from appliance.auth.mfa import InvalidRecoveryCodeError
 from appliance.auth.models import SecondFactorRequired, UserCreate, UserUpdate
@@ -352,15 +353,15 @@ def test_admin_unlock_and_reset_password(auth, clock):
 def test_reset_admin_from_the_cli_recovers_a_lost_admin(auth, clock):
     s = login(auth)
     _enrol(auth, s, clock)
-    name, password = auth.reset_admin_sync()
+    name, password = auth.reset_admin_sync(Actor(type="system", name="cli:tester", source="local"))
     assert name == "admin"
     first = login(auth, "admin", password)
     assert first.principal.must_change_password and not first.principal.totp_enabled
     assert audit_count(auth, "user.admin.recover") == 1
     actor = auth.db.read_sync(lambda c: c.execute(
         "SELECT actor_type, actor FROM audit_log WHERE action = 'user.admin.recover'").fetchone())
-    assert tuple(actor) == ("system", "cli")
-    name, _ = auth.reset_admin_sync("rescue")
+    assert tuple(actor) == ("system", "cli:tester")
+    name, _ = auth.reset_admin_sync(Actor(type="system", name="cli:tester", source="local"), "rescue")
     assert name == "rescue" and run(auth.list_users(first.principal))[-1].role == "admin"
 
 

@@ -10,11 +10,12 @@ import re
 
 import pytest
 
-from appliance.app import VAULT_KEY_FILE, open_database
+from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import SystemClock
 from appliance.crypto import keyfile
 from appliance.devices.service import DeviceService
+from appliance.paths import DataDir
 from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
 from tests.devices.keys import fingerprint, keygen
 
@@ -22,7 +23,7 @@ from tests.devices.keys import fingerprint, keygen
 def _offline(data_dir, fn):
     db, _ = open_database(data_dir, readers=1)
     try:
-        return asyncio.run(fn(DeviceService(db, keyfile.load_key(data_dir / VAULT_KEY_FILE), SystemClock())))
+        return asyncio.run(fn(DeviceService(db, keyfile.load_key(DataDir(data_dir).vault_key), SystemClock())))
     finally:
         db.close()
 

@@ -9,19 +9,19 @@ an admin key is not enough. Read-only keys (viewer, auditor) cannot end sessions
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from appliance.auth.models import SessionInfo, User, UserCreate, UserUpdate
+from appliance.auth.permissions import Role
 from appliance.web.api.common import MAX_ID, client, principal, services, when
 from appliance.web.api.proof import Password, Proof, TotpCode, proven
 from appliance.web.guards import authenticated, permission, writing_key
 
 UserId = Annotated[int, Parameter(ge=1, le=MAX_ID)]
-Role = Literal["viewer", "auditor", "operator", "admin"]
 
 
 class UserOut(msgspec.Struct, frozen=True, kw_only=True):

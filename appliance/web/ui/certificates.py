@@ -17,13 +17,12 @@ from litestar.datastructures import UploadFile
 
 from appliance.audit import log as audit
 from appliance.errors import OutpostError
-from appliance.tls import importer
+from appliance.tls import EXPIRY_WARNING_DAYS, importer
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, services, text
 
 TLS = permission("settings.tls")
-WARN_DAYS = 30
 
 
 def _page(request: Request, *, message: str = "", ok: str = "", warnings: list[str] | None = None,
@@ -31,7 +30,7 @@ def _page(request: Request, *, message: str = "", ok: str = "", warnings: list[s
     svc = services(request)
     info = svc.tls.info()
     days = (info.leaf_not_after - svc.clock.now()) / 86400
-    return page(request, "certificates/index.html", status=status, info=info, days_left=days, warn=days < WARN_DAYS,
+    return page(request, "certificates/index.html", status=status, info=info, days_left=days, warn=days < EXPIRY_WARNING_DAYS,
                 message=message, ok=ok, warnings=warnings or [], step_up=svc.auth.has_recent_auth(principal_of(request)),
                 hostname=importer.configured_hostname(svc.config.web.hostname, socket.gethostname()))
 

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Request, Response, get, post
 
 from appliance.auth.accounts import POLICY_LIMITS, TOTP_POLICIES
+from appliance.auth.models import SecurityPolicy
 from appliance.errors import ValidationError
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
@@ -20,7 +21,8 @@ SECURITY = permission("settings.security")
 def _form(request: Request, values: dict, *, status: int = 200, errors: dict | None = None, message: str = "",
           notice: str = "") -> Response:
     return page(request, "settings/security.html", status=status, values=values, errors=errors or {},
-                message=message, notice=notice, limits=POLICY_LIMITS, totp_policies=TOTP_POLICIES)
+                message=message, notice=notice, limits=POLICY_LIMITS, totp_policies=TOTP_POLICIES,
+                defaults=SecurityPolicy())  # bounds and built-in defaults: [auth]'s types (config.py)
 
 
 @get("/settings/security", guards=[SECURITY], name="settings_security")
