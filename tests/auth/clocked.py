@@ -27,7 +27,7 @@ from appliance import config as config_mod
 from appliance.clock import FrozenClock
 from appliance.web import create_asgi
 from tests.conftest import ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG, do_login, do_setup
-from tests.tls.conftest import ServerThread
+from tests.serving import ServerThread
 
 
 class ClockedAppliance:

@@ -15,18 +15,9 @@ from appliance.ssh.targets import TargetPolicy
 from appliance.ssh.errors import CommandError, CommandTimeoutError, HandshakeError, UnreachableError
 from appliance.config import ProbeConfig
 from tests.probe.harness import Stack
-from tests.ssh.sshd import Sshd
 
 POLICY = Policy(connect_timeout=1.5, auth_timeout=2.0, command_timeout=2.0, output_cap=100_000,
                 targets=TargetPolicy(allow_loopback=True))
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd-hostile"))
-    server.start("a")
-    yield server
-    server.stop()
 
 
 class RawServer:

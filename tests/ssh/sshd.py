@@ -1,12 +1,19 @@
 """A real OpenSSH sshd on a loopback port, for tests (DEV-3, PROBE-2).
 
-Own host keys in a temp dir, a dedicated unprivileged test user (created with
-useradd if absent) with password and key login, root login off, verbose log via -E
+Own host keys, config, authorized_keys and log in the test's directory; verbose log via -E
 so tests can show from sshd's own log what did and did not happen.
+
+It logs in the current user (root in CI) and changes nothing on the host: no useradd, no
+password change, no edit of a home directory. Password login needs a password sshd can check
+(UsePAM no: it reads /etc/shadow), so sshd runs in a private mount namespace (`unshare
+--mount`) where a copy of /etc/shadow carrying this instance's random password is
+bind-mounted over the real one. Only that sshd and its per-connection children see the copy;
+it disappears with them. The public key goes into this instance's own AuthorizedKeysFile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -14,15 +21,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import free_port, require_tool
+from tests.conftest import free_port, require_tool, wait_until
 
-TEST_USER = "outpostprobe"
+# In the namespace: put the shadow copy in place, then become sshd (same pid: stop() signals it).
+_NAMESPACE_SCRIPT = 'mount --bind "$1" /etc/shadow && shift && exec "$@"'
 
 
 def _keygen(path: Path, kind: str = "ed25519") -> str:
@@ -31,56 +38,28 @@ def _keygen(path: Path, kind: str = "ed25519") -> str:
     return Path(str(path) + ".pub").read_text().strip()
 
 
-PASSWORD_FILE = Path("/var/tmp/outpost-test-user.password")  # one random password shared by concurrent test runs
-
-
-def _shared_password() -> tuple[str, bool]:
-    """(password, created now?): test runs on one machine share the user, so they must share its password."""
-    candidate = "T3st-" + secrets.token_urlsafe(18)
-    try:
-        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another run may be writing it this instant
-            text = PASSWORD_FILE.read_text().strip()
-            if text:
-                return text, False
-            time.sleep(0.05)
-        raise RuntimeError(f"{PASSWORD_FILE} is empty")
-    with os.fdopen(fd, "w") as f:
-        f.write(candidate)
-    return candidate, True
-
-
-def _ensure_user(public_key: str) -> str:
-    if os.geteuid() != 0:
-        pytest.skip("the sshd tests create a test user and need root (CI runs as root)")
-    password, _ = _shared_password()
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", TEST_USER], check=False, capture_output=True, timeout=30)
-    # idempotent: every run sets the same shared password, so concurrent runs do not lock each other out
-    subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True, capture_output=True,
-                   timeout=30)
-    entry = pwd.getpwnam(TEST_USER)
-    ssh_dir = Path(entry.pw_dir) / ".ssh"
-    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # append (bounded): concurrent test runs each add their own client key
-    path = ssh_dir / "authorized_keys"
-    lines = path.read_text().splitlines() if path.exists() else []
-    path.write_text("\n".join([*lines[-30:], public_key]) + "\n")
-    for p in (ssh_dir, ssh_dir / "authorized_keys"):
-        os.chown(p, entry.pw_uid, entry.pw_gid)
-    os.chmod(ssh_dir / "authorized_keys", 0o600)
-    return password
+def _shadow_with_password(user: str, password: str, path: Path) -> None:
+    """A copy of /etc/shadow where `user`'s hash is `password`'s (SHA-512 crypt, by openssl)."""
+    hashed = subprocess.run([require_tool("openssl"), "passwd", "-6", "-stdin"], input=password, text=True,
+                            check=True, capture_output=True, timeout=30).stdout.strip()
+    lines = Path("/etc/shadow").read_text().splitlines()
+    entry = f"{user}:{hashed}:19000:0:99999:7:::"
+    lines = [entry if line.split(":", 1)[0] == user else line for line in lines]
+    if entry not in lines:
+        lines.append(entry)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
 
 
 class Sshd:
     def __init__(self, workdir: Path) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the sshd tests run sshd in its own mount namespace and need root (CI runs as root)")
         self.sshd = require_tool("sshd") if shutil.which("sshd") else "/usr/sbin/sshd"
         if not Path(self.sshd).exists():
             pytest.skip("missing tool: sshd (apt openssh-server, installed by .ci/run)")
         require_tool("ssh-keygen")
+        self.unshare = require_tool("unshare")
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -89,41 +68,61 @@ class Sshd:
         self.host_line_a = _keygen(self.host_key_a)
         self.host_line_b = _keygen(self.host_key_b)
         self.client_key = self.dir / "client"
-        client_pub = _keygen(self.client_key)
+        (self.dir / "authorized_keys").write_text(_keygen(self.client_key) + "\n")
         self.client_private = self.client_key.read_text()
-        self.user = TEST_USER
-        self.password = _ensure_user(client_pub)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        self.password = "T3st-" + secrets.token_urlsafe(18)
+        _shadow_with_password(self.user, self.password, self.dir / "shadow")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory (as the package makes it)
         self.log = self.dir / "sshd.log"
         self.proc: subprocess.Popen | None = None
+        self.started_once = False
         self.current_line = ""
 
     def _config(self, host_key: Path) -> Path:
         cfg = self.dir / "sshd_config"
         cfg.write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {self.dir / 'sshd.pid'}\n"
-            "PermitRootLogin no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
-            f"UsePAM no\nStrictModes no\nAllowUsers {TEST_USER}\nLogLevel DEBUG1\nMaxStartups 100:30:200\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            # the current user is root in CI: allowed here, on loopback, for this instance's password only
+            f"PermitRootLogin {'yes' if os.geteuid() == 0 else 'no'}\n"
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+            f"UsePAM no\nStrictModes no\nAllowUsers {self.user}\nLogLevel DEBUG1\nMaxStartups 100:30:200\n"
             "X11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nSubsystem sftp internal-sftp\n")
         return cfg
 
     def start(self, host_key: str = "a") -> None:
+        """Start (or restart, on the same port) with host key "a" or "b". A first start whose port
+        another process took meanwhile retries on a new one (free_port() is only a hint); a
+        restart keeps its port, since devices and pins already point at it."""
         path, self.current_line = ((self.host_key_a, self.host_line_a) if host_key == "a"
                                    else (self.host_key_b, self.host_line_b))
-        cfg = self._config(path)
-        self.proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(cfg), "-E", str(self.log)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.log.read_text()[-2000:]}")
+        attempts = 1 if self.started_once else 3
+        for attempt in range(attempts):
+            self.proc = subprocess.Popen(
+                [self.unshare, "--mount", "--propagation", "private", "--", "sh", "-c", _NAMESPACE_SCRIPT, "sh",
+                 str(self.dir / "shadow"), self.sshd, "-D", "-e", "-f", str(self._config(path)), "-E", str(self.log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    if s.recv(64).startswith(b"SSH-"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("sshd did not start")
+                if not wait_until(self._answers, 10, interval=0.05):
+                    raise RuntimeError(f"sshd did not start: {self.log_text()[-2000:]}")
+            except RuntimeError:
+                self.stop()
+                if attempt == attempts - 1 or "Address already in use" not in self.log_text():
+                    raise
+                self.port = free_port()
+                continue
+            self.started_once = True
+            return
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"sshd exited: {self.log_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                return s.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -134,14 +133,10 @@ class Sshd:
             except psutil.NoSuchProcess:
                 children = []
             for child in children:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     child.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the listener and its per-connection children
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

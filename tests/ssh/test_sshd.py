@@ -13,15 +13,6 @@ from appliance.ssh.connect import Credential, Endpoint, Policy, open_session
 from appliance.ssh.targets import TargetPolicy
 from appliance.ssh.errors import AuthFailedError, HostKeyMismatchError
 from tests.probe.harness import OPERATOR, Stack
-from tests.ssh.sshd import Sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    server.start("a")
-    yield server
-    server.stop()
 
 
 POLICY = Policy(connect_timeout=3, auth_timeout=5, command_timeout=5, output_cap=1 << 20,

@@ -107,7 +107,7 @@ def test_download_needs_the_proof_again_after_five_minutes(tmp_path):
     from appliance.clock import FrozenClock
     from appliance.web import create_asgi
     from tests.conftest import FAST_HASH_CONFIG, do_setup
-    from tests.tls.conftest import ServerThread
+    from tests.serving import ServerThread
 
     cfg = config_mod.with_data_dir(config_mod.parse(tomllib.loads(FAST_HASH_CONFIG)), str(tmp_path / "data"))
     clock = FrozenClock(start=time.time())

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvloop
 
 from appliance.clock import FrozenClock
 from appliance.config import TLSConfig
 from appliance.tls import TLSManager
-from appliance.web.server import serve
+from tests.conftest import free_port  # noqa: F401  (tests here import it from this package)
+from tests.serving import ServerThread, tiny_app  # noqa: F401
 
 KEY_PASSWORD = b"test-key-password-not-a-secret"
 HOSTNAME = "outpost.test"
@@ -54,12 +51,6 @@ def sslyze() -> str:
     return sslyze_path()
 
 
-@pytest.fixture
-def frozen_clock() -> FrozenClock:
-    # Start at the real time: openssl and Python clients check validity against the real clock.
-    return FrozenClock(start=time.time())
-
-
 def make_manager(
     tls_dir: Path,
     clock: FrozenClock,
@@ -77,77 +68,6 @@ def manager(tmp_path: Path, frozen_clock: FrozenClock) -> TLSManager:
     m = make_manager(tmp_path / "tls", frozen_clock)
     m.ensure()
     return m
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-async def tiny_app(scope, receive, send) -> None:
-    """Minimal ASGI app: lifespan support, and an echo of the scheme on every request."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = f"ok {scope['scheme']}".encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class ServerThread:
-    """`serve()` on its own uvloop in a background thread; `stop()` cancels it gracefully."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, host: str = "127.0.0.1", port: int | None = None, app=tiny_app) -> None:
-        self.host = host
-        self.port = port or free_port(host)
-        self._context = ssl_context
-        self._app = app
-        self._started = threading.Event()
-        self.error: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._thread = threading.Thread(target=lambda: uvloop.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        try:
-            await serve(self._app, host=self.host, port=self.port, ssl_context=self._context, on_started=self._started.set)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as exc:  # handed to the test thread
-            self.error = exc
-        finally:
-            self._started.set()
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        self._started.wait(10)
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def call(self, fn: Callable[[], object]) -> object:
-        """Run fn in the server's loop thread (where the app would run it) and return its result."""
-        assert self.loop is not None
-
-        async def call() -> object:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
-
-    def stop(self) -> None:
-        if self.loop is not None and self._task is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "server thread did not stop"
 
 
 @pytest.fixture
