@@ -32,6 +32,7 @@ from appliance.web.ui import dashboard as ui_dashboard
 from appliance.web.ui import devices as ui_devices
 from appliance.web.ui import session as ui_session
 from appliance.web.ui import account as ui_account
+from appliance.web.ui import forms as ui_forms
 from appliance.web.ui import settings as ui_settings
 from appliance.web.ui import users as ui_users
 from appliance.web.ui import updates as ui_updates
@@ -55,7 +56,7 @@ def create_app(services) -> Litestar:
                         *ui_apikeys.ROUTES, *ui_allowlist.ROUTES, *ui_reports.ROUTES, *ui_devices.ROUTES, *ui_updates.ROUTES, *ui_certificates.ROUTES, *ui_backups.ROUTES, *ui_probe.ROUTES,
                         *API_ROUTES, *api_openapi.ROUTES, *api_metrics.ROUTES, static],
         guards=[guards.app_guard],
-        exception_handlers={**errors.HANDLERS, **ui_account.EXCEPTION_HANDLERS},
+        exception_handlers={**errors.HANDLERS, **ui_forms.EXCEPTION_HANDLERS},  # pending step, /reauth
         before_request=jsonlimits.refuse_deep_json,  # no handler sets its own: this one always runs
         request_max_body_size=config.max_body_bytes,
         openapi_config=None,

@@ -9,88 +9,26 @@ browsers to /reauth and back (`step_redirect`).
 from __future__ import annotations
 
 import io
-from urllib.parse import quote
 
 import segno
 from litestar import Request, Response, get, post
 
-from appliance.auth.errors import ReauthRequiredError
 from appliance.crypto.totp import TOTPError
-from appliance.errors import ConflictError, OutpostError, RateLimitedError, ValidationError
+from appliance.errors import ConflictError, RateLimitedError, ValidationError
 from appliance.web.cookies import session_cookie
-from appliance.web.errors import outpost_error, wants_json
-from appliance.web.guards import PENDING_OK, PendingStepError, authenticated, principal_of
+from appliance.web.deps import client, principal, services, user_agent
+from appliance.web.guards import authenticated
 from appliance.web.redirects import safe_next  # the one rule for `next` (no open redirect)
-from appliance.web.render import render
-from appliance.web.security import CLIENT, PRINCIPAL
+from appliance.web.security import PRINCIPAL
+from appliance.web.ui.forms import PENDING, on_page, page, redirect, text
 
-MAX_FIELD = 4096  # longer form fields are refused before any work is done
-PENDING = {PENDING_OK: True}
-
-
-def redirect(location: str) -> Response:
-    return Response(b"", status_code=303, headers={"Location": location})
-
-
-def text(form, name: str, errors: dict | None = None) -> str:
-    """A form field as bounded text; ValidationError naming the field otherwise."""
-    value = form.get(name, "")
-    if not isinstance(value, str):
-        raise ValidationError("Please correct the highlighted fields.", details={name: "Expected text."})
-    if len(value) > MAX_FIELD:
-        raise ValidationError("Please correct the highlighted fields.",
-                              details={name: f"Far too long: at most {MAX_FIELD} characters."})
-    return value
-
-
-def services(request: Request):
-    return request.app.state.services
-
-
-def source(request: Request) -> str:
-    return request.scope[CLIENT]
-
-
-def agent(request: Request) -> str:
-    return request.headers.get("user-agent", "")
-
-
-def page(request: Request, template: str, *, status: int = 200, **context) -> Response:
-    return render(request.app.state.templates, request, template, status=status, **context)
+source, agent, principal_of = client, user_agent, principal  # old names, until the handlers below use deps'
 
 
 def with_session(response: Response, session) -> Response:
     """Set the rotated session cookie (new id after a privilege change)."""
     response.set_cookie(session_cookie(session.token))
     return response
-
-
-def step_redirect(request: Request, exc: OutpostError) -> Response:
-    """Browsers: pending step -> its page; step-up needed -> /reauth?next=<here>. Others: JSON error."""
-    if wants_json(request) or request.headers.get("hx-request"):
-        return outpost_error(request, exc)
-    if isinstance(exc, PendingStepError):
-        return redirect(exc.location)
-    back = request.url.path if request.method == "GET" else page_of_action(request.url.path)
-    if request.url.query and request.method == "GET":
-        back += "?" + request.url.query
-    return redirect("/reauth?next=" + quote(safe_next(back, "/account"), safe=""))
-
-
-_ACTIONS = ("role", "disable", "enable", "unlock", "reset-password", "reset-2fa", "start", "confirm", "recovery",
-            "revoke", "revoke-all", "revoke-others", "sessions")
-
-
-def page_of_action(path: str) -> str:
-    """The page a form posting to `path` lives on (browsers send no Referer here:
-    Referrer-Policy no-referrer), e.g. /users/5/role -> /users/5; /users -> /users."""
-    parts = path.rstrip("/").split("/")
-    while len(parts) > 2 and parts[-1] in _ACTIONS:
-        parts.pop()
-    return "/".join(parts) or "/"
-
-
-EXCEPTION_HANDLERS = {PendingStepError: step_redirect, ReauthRequiredError: step_redirect}
 
 
 # ---- overview and password ------------------------------------------------------------
@@ -111,7 +49,8 @@ async def password_page(request: Request) -> Response:
     return page(request, "account/password.html", errors={}, policy=services(request).auth.policy)
 
 
-@post("/account/password", guards=[authenticated], name="account_password_submit", opt=PENDING)
+@post("/account/password", guards=[authenticated], name="account_password_submit",
+      opt=on_page("/account/password", **PENDING))
 async def password_submit(request: Request) -> Response:
     principal = principal_of(request)
     auth = services(request).auth
@@ -157,13 +96,14 @@ async def _totp_view(request: Request, errors: dict | None = None, message: str 
                 required=principal.needs_totp_enrolment or auth._needs_enrolment(principal.role, False))
 
 
-@post("/account/2fa/start", guards=[authenticated], name="account_2fa_start", opt=PENDING)
+@post("/account/2fa/start", guards=[authenticated], name="account_2fa_start", opt=on_page("/account/2fa", **PENDING))
 async def totp_start(request: Request) -> Response:
     await services(request).auth.begin_totp_enrolment(principal_of(request), source=source(request))
     return redirect("/account/2fa")
 
 
-@post("/account/2fa/confirm", guards=[authenticated], name="account_2fa_confirm", opt=PENDING)
+@post("/account/2fa/confirm", guards=[authenticated], name="account_2fa_confirm",
+      opt=on_page("/account/2fa", **PENDING))
 async def totp_confirm(request: Request) -> Response:
     principal = principal_of(request)
     form = await request.form()
@@ -180,7 +120,7 @@ async def totp_confirm(request: Request) -> Response:
     return with_session(response, done.session)
 
 
-@post("/account/2fa/recovery", guards=[authenticated], name="account_2fa_recovery")
+@post("/account/2fa/recovery", guards=[authenticated], name="account_2fa_recovery", opt=on_page("/account/2fa"))
 async def totp_recovery(request: Request) -> Response:
     try:
         codes = await services(request).auth.regenerate_recovery_codes(principal_of(request), source=source(request))
@@ -189,7 +129,7 @@ async def totp_recovery(request: Request) -> Response:
     return page(request, "account/recovery.html", codes=codes, first=False)
 
 
-@post("/account/2fa/disable", guards=[authenticated], name="account_2fa_disable")
+@post("/account/2fa/disable", guards=[authenticated], name="account_2fa_disable", opt=on_page("/account/2fa"))
 async def totp_disable(request: Request) -> Response:
     try:
         session = await services(request).auth.disable_totp(principal_of(request), source=source(request),
@@ -208,7 +148,8 @@ async def sessions_page(request: Request) -> Response:
                 notice=request.query_params.get("done", "")[:40])
 
 
-@post("/account/sessions/{handle:str}/revoke", guards=[authenticated], name="account_session_revoke")
+@post("/account/sessions/{handle:str}/revoke", guards=[authenticated], name="account_session_revoke",
+      opt=on_page("/account/sessions"))
 async def session_revoke(request: Request, handle: str) -> Response:
     principal = principal_of(request)
     await services(request).auth.revoke_session(principal, handle, source=source(request))
@@ -217,7 +158,8 @@ async def session_revoke(request: Request, handle: str) -> Response:
     return redirect("/account/sessions?done=revoked")
 
 
-@post("/account/sessions/revoke-others", guards=[authenticated], name="account_sessions_revoke_others")
+@post("/account/sessions/revoke-others", guards=[authenticated], name="account_sessions_revoke_others",
+      opt=on_page("/account/sessions"))
 async def sessions_revoke_others(request: Request) -> Response:
     await services(request).auth.revoke_other_sessions(principal_of(request), source=source(request))
     return redirect("/account/sessions?done=others")
@@ -231,7 +173,7 @@ async def reauth_page(request: Request) -> Response:
     return page(request, "account/reauth.html", errors={}, next=safe_next(request.query_params.get("next")))
 
 
-@post("/reauth", guards=[authenticated], name="reauth_submit", opt=PENDING)
+@post("/reauth", guards=[authenticated], name="reauth_submit", opt=on_page("/reauth", **PENDING))
 async def reauth_submit(request: Request) -> Response:
     form = await request.form()
     nxt = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)

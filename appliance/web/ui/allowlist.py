@@ -9,6 +9,7 @@ from appliance.errors import ValidationError
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
+from appliance.web.ui.forms import on_page
 
 ALLOWLIST = permission("settings.allowlist")
 
@@ -28,7 +29,7 @@ async def allowlist_page(request: Request) -> Response:
     return _form(request, "\n".join(str(n) for n in svc.allowlist.networks()), notice=notice)
 
 
-@post("/settings/allowlist", guards=[ALLOWLIST], name="allowlist_submit")
+@post("/settings/allowlist", guards=[ALLOWLIST], name="allowlist_submit", opt=on_page("/settings/allowlist"))
 async def allowlist_submit(request: Request) -> Response:
     svc = services(request)
     form = await request.form()

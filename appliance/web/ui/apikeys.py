@@ -11,6 +11,7 @@ from appliance.errors import ConflictError, NotFoundError, ValidationError
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, text
+from appliance.web.ui.forms import on_page
 
 MANAGE = permission("apikeys.manage")
 
@@ -45,7 +46,7 @@ async def new_page(request: Request) -> Response:
                  errors={})
 
 
-@post("/api-keys/new", guards=[MANAGE], name="apikeys_create")
+@post("/api-keys/new", guards=[MANAGE], name="apikeys_create", opt=on_page("/api-keys/new"))
 async def create(request: Request) -> Response:
     svc = services(request)
     who = principal_of(request)
@@ -69,7 +70,7 @@ async def create(request: Request) -> Response:
     return page(request, "apikeys/created.html", status=201, issued=issued)
 
 
-@post("/api-keys/{key_id:str}/revoke", guards=[MANAGE], name="apikeys_revoke")
+@post("/api-keys/{key_id:str}/revoke", guards=[MANAGE], name="apikeys_revoke", opt=on_page("/api-keys"))
 async def revoke(request: Request, key_id: str) -> Response:
     who = principal_of(request)
     await services(request).apikeys.revoke(key_id[:64], by_user_id=who.user_id,

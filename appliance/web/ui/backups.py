@@ -26,6 +26,7 @@ from appliance.system import backup
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
+from appliance.web.ui.forms import on_page
 
 MANAGE = permission("backups.manage")
 MIN_PASSPHRASE = kdf.MIN_PASSPHRASE  # the one minimum, shared with the CLI and the scheduler
@@ -79,7 +80,7 @@ def _owner(request: Request) -> str:
     return principal_of(request).session_hash.hex()
 
 
-@post("/settings/backups", guards=[MANAGE], name="backups_create")
+@post("/settings/backups", guards=[MANAGE], name="backups_create", opt=on_page("/settings/backups"))
 async def create(request: Request) -> Response:
     svc = services(request)
     form = await request.form()
@@ -131,7 +132,8 @@ async def job_status(request: Request, job_id: str) -> Response:
     return _job_page(request, _job(request, job_id), template="backups/_status.html")
 
 
-@post("/settings/backups/jobs/{job_id:str}/confirm", guards=[MANAGE], name="backups_job_confirm")
+@post("/settings/backups/jobs/{job_id:str}/confirm", guards=[MANAGE], name="backups_job_confirm",
+      opt=on_page("/settings/backups/jobs/{job_id}"))
 async def job_confirm(request: Request, job_id: str) -> Response:
     """Prove it again (password + code) to download after the 5 minutes are over."""
     job = _job(request, job_id)

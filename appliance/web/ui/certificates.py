@@ -21,6 +21,7 @@ from appliance.tls import EXPIRY_WARNING_DAYS, importer
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, services, text
+from appliance.web.ui.forms import on_page
 
 TLS = permission("settings.tls")
 
@@ -56,7 +57,7 @@ async def _audit(request: Request, action: str, *, outcome: str = "success", det
                                                  target=info.leaf_subject[:200], details=details))
 
 
-@post("/settings/certificates/import", guards=[TLS], name="certificates_import")
+@post("/settings/certificates/import", guards=[TLS], name="certificates_import", opt=on_page("/settings/certificates"))
 async def import_certificate(request: Request) -> Response:
     svc = services(request)
     svc.auth.require_recent_auth(principal_of(request))  # step-up: sends the browser to /reauth
@@ -85,7 +86,8 @@ async def import_certificate(request: Request) -> Response:
                              "rollback.", warnings=bundle.warnings)
 
 
-@post("/settings/certificates/rollback", guards=[TLS], name="certificates_rollback")
+@post("/settings/certificates/rollback", guards=[TLS], name="certificates_rollback",
+      opt=on_page("/settings/certificates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
     svc.auth.require_recent_auth(principal_of(request))
@@ -99,7 +101,8 @@ async def rollback(request: Request) -> Response:
     return _page(request, ok="Rolled back: new connections use the previous certificate.")
 
 
-@post("/settings/certificates/regenerate", guards=[TLS], name="certificates_regenerate")
+@post("/settings/certificates/regenerate", guards=[TLS], name="certificates_regenerate",
+      opt=on_page("/settings/certificates"))
 async def regenerate(request: Request) -> Response:
     svc = services(request)
     svc.auth.require_recent_auth(principal_of(request))

@@ -16,6 +16,7 @@ from appliance.errors import ConflictError, ValidationError
 from appliance.web.guards import permission, principal_of
 from appliance.web.render import render
 from appliance.web.security import CLIENT
+from appliance.web.ui.forms import on_page
 
 _MAX_FIELD = 40_000  # a private key fits; anything larger is refused before any work
 _DEVICE_FIELDS = ("name", "address", "port", "tags", "poll_interval", "notes", "host_key", "credential_id")
@@ -130,7 +131,7 @@ async def devices_new(request: Request) -> Response:
     return await _device_form_page(request)
 
 
-@post("/devices/new", guards=[permission("devices.manage")], name="devices_create")
+@post("/devices/new", guards=[permission("devices.manage")], name="devices_create", opt=on_page("/devices/new"))
 async def devices_create(request: Request) -> Response:
     svc = _svc(request)
     form = await _form(request)
@@ -173,7 +174,8 @@ async def devices_edit(request: Request, device_id: int) -> Response:
     return await _device_form_page(request, device=await _svc(request).require_device(device_id))
 
 
-@post("/devices/{device_id:int}/edit", guards=[permission("devices.manage")], name="devices_update")
+@post("/devices/{device_id:int}/edit", guards=[permission("devices.manage")], name="devices_update",
+      opt=on_page("/devices/{device_id}/edit"))
 async def devices_update(request: Request, device_id: int) -> Response:
     svc = _svc(request)
     device = await svc.require_device(device_id)
@@ -197,7 +199,8 @@ async def devices_delete_confirm(request: Request, device_id: int) -> Response:
     return _page(request, "devices/confirm_delete.html", device=await _svc(request).require_device(device_id))
 
 
-@post("/devices/{device_id:int}/delete", guards=[permission("devices.manage")], name="devices_delete")
+@post("/devices/{device_id:int}/delete", guards=[permission("devices.manage")], name="devices_delete",
+      opt=on_page("/devices/{device_id}/delete"))
 async def devices_delete(request: Request, device_id: int) -> Response:
     svc = _svc(request)
     await svc.delete_device(device_id, actor=_actor(request))
@@ -212,7 +215,8 @@ async def host_key_page(request: Request, device_id: int) -> Response:
     return _page(request, "devices/host_key.html", device=device, message="")
 
 
-@post("/devices/{device_id:int}/host-key/trust", guards=[permission("devices.manage")], name="devices_host_key_trust")
+@post("/devices/{device_id:int}/host-key/trust", guards=[permission("devices.manage")], name="devices_host_key_trust",
+      opt=on_page("/devices/{device_id}/host-key"))
 async def host_key_trust(request: Request, device_id: int) -> Response:
     svc = _svc(request)
     form = await _form(request)
@@ -226,14 +230,14 @@ async def host_key_trust(request: Request, device_id: int) -> Response:
 
 
 @post("/devices/{device_id:int}/host-key/forget", guards=[permission("devices.manage")],
-      name="devices_host_key_forget")
+      name="devices_host_key_forget", opt=on_page("/devices/{device_id}/host-key"))
 async def host_key_forget(request: Request, device_id: int) -> Response:
     await _svc(request).forget_host_key(device_id, actor=_actor(request), can_approve=_can_approve(request))
     return _redirect(f"/devices/{device_id}?notice=forgotten")
 
 
 @post("/devices/{device_id:int}/binding/approve", guards=[permission("devices.approve")],
-      name="devices_binding_approve")
+      name="devices_binding_approve", opt=on_page("/devices/{device_id}"))
 async def binding_approve(request: Request, device_id: int) -> Response:
     """An admin approves the credential binding shown on the device page (address, port, credential)."""
     svc = _svc(request)
@@ -260,7 +264,7 @@ async def import_page(request: Request) -> Response:
                  max_kib=csvimport.MAX_BYTES // 1024, max_rows=csvimport.MAX_ROWS)
 
 
-@post("/devices/import", guards=[permission("devices.manage")], name="devices_import")
+@post("/devices/import", guards=[permission("devices.manage")], name="devices_import", opt=on_page("/devices/import"))
 async def import_submit(request: Request) -> Response:
     form = await request.form()
     upload = form.get("file")
@@ -295,7 +299,8 @@ async def credentials_new(request: Request) -> Response:
                  message="")
 
 
-@post("/credentials/new", guards=[permission("credentials.manage")], name="credentials_create")
+@post("/credentials/new", guards=[permission("credentials.manage")], name="credentials_create",
+      opt=on_page("/credentials/new"))
 async def credentials_create(request: Request) -> Response:
     form = await _form(request)
     try:
@@ -317,7 +322,8 @@ async def credentials_edit(request: Request, credential_id: int) -> Response:
                  values={"name": cred.name, "username": cred.username, "kind": cred.kind}, errors={}, message="")
 
 
-@post("/credentials/{credential_id:int}/edit", guards=[permission("credentials.manage")], name="credentials_update")
+@post("/credentials/{credential_id:int}/edit", guards=[permission("credentials.manage")], name="credentials_update",
+      opt=on_page("/credentials/{credential_id}/edit"))
 async def credentials_update(request: Request, credential_id: int) -> Response:
     svc = _svc(request)
     cred = await svc.require_credential(credential_id)
@@ -331,7 +337,7 @@ async def credentials_update(request: Request, credential_id: int) -> Response:
 
 
 @post("/credentials/{credential_id:int}/delete", guards=[permission("credentials.manage")],
-      name="credentials_delete")
+      name="credentials_delete", opt=on_page("/credentials"))
 async def credentials_delete(request: Request, credential_id: int) -> Response:
     svc = _svc(request)
     try:

@@ -13,6 +13,7 @@ from appliance.errors import NotFoundError, ValidationError
 from appliance.web.api.common import actor
 from appliance.web.guards import permission
 from appliance.web.ui.account import page, redirect, services, text
+from appliance.web.ui.forms import on_page
 
 VIEW = permission("probe.view")
 RUN = permission("probe.run")
@@ -90,7 +91,7 @@ async def alerts_page(request: Request) -> Response:
     return page(request, "probe/alerts.html", alerts=alerts, show_all=show_all, notice=notice)
 
 
-@post("/alerts/{alert_id:int}/ack", guards=[permission("alerts.ack")], name="alerts_ack")
+@post("/alerts/{alert_id:int}/ack", guards=[permission("alerts.ack")], name="alerts_ack", opt=on_page("/alerts"))
 async def acknowledge(request: Request, alert_id: int) -> Response:
     try:
         await _probe(request).acknowledge(alert_id, actor(request))
@@ -114,13 +115,15 @@ async def run_page(request: Request, device_id: int) -> Response:
     return await _run_page(request, device_id)
 
 
-@post("/probe/devices/{device_id:int}/test", guards=[RUN], name="probe_test")
+@post("/probe/devices/{device_id:int}/test", guards=[RUN], name="probe_test",
+      opt=on_page("/probe/devices/{device_id}/run"))
 async def connectivity_test(request: Request, device_id: int) -> Response:
     report = await _probe(request).test_connectivity(device_id, actor(request))
     return await _run_page(request, device_id, test=report)
 
 
-@post("/probe/devices/{device_id:int}/command", guards=[RUN], name="probe_command")
+@post("/probe/devices/{device_id:int}/command", guards=[RUN], name="probe_command",
+      opt=on_page("/probe/devices/{device_id}/run"))
 async def run_command(request: Request, device_id: int) -> Response:
     form = await request.form()
     try:
@@ -132,7 +135,8 @@ async def run_command(request: Request, device_id: int) -> Response:
     return await _run_page(request, device_id, values={"command": command}, result=result)
 
 
-@post("/probe/devices/{device_id:int}/checks", guards=[RUN], name="probe_check_add")
+@post("/probe/devices/{device_id:int}/checks", guards=[RUN], name="probe_check_add",
+      opt=on_page("/probe/devices/{device_id}/run"))
 async def add_check(request: Request, device_id: int) -> Response:
     await _status_or_404(request, device_id)
     form = await request.form()
@@ -155,7 +159,8 @@ async def add_check(request: Request, device_id: int) -> Response:
     return redirect(f"/probe/devices/{device_id}/run")
 
 
-@post("/probe/devices/{device_id:int}/checks/{check_id:int}/delete", guards=[RUN], name="probe_check_delete")
+@post("/probe/devices/{device_id:int}/checks/{check_id:int}/delete", guards=[RUN], name="probe_check_delete",
+      opt=on_page("/probe/devices/{device_id}/run"))
 async def delete_check(request: Request, device_id: int, check_id: int) -> Response:
     await _probe(request).delete_check(device_id, check_id, actor(request))
     return redirect(f"/probe/devices/{device_id}/run")

@@ -12,6 +12,7 @@ from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, w
 from appliance.web.guards import PENDING_OK, authenticated, principal_of, public
 from appliance.web.render import render
 from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, SESSION_COOKIE
+from appliance.web.ui.forms import PENDING, on_page
 
 _MAX_FIELD = 4096  # longer form fields are refused before any work is done
 
@@ -147,7 +148,7 @@ async def login_2fa_submit(request: Request) -> Response:
     return render(request.app.state.templates, request, "login_2fa.html", status=status, errors=errors, message=message)
 
 
-@post("/logout", guards=[authenticated], name="logout", opt={PENDING_OK: True})
+@post("/logout", guards=[authenticated], name="logout", opt=on_page("/dashboard", **PENDING))
 async def logout(request: Request) -> Response:
     await _services(request).auth.logout(principal_of(request), request.scope[CLIENT])
     response = _redirect("/login")

@@ -14,6 +14,7 @@ from appliance.auth.models import SecurityPolicy
 from appliance.errors import ValidationError
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
+from appliance.web.ui.forms import on_page
 
 SECURITY = permission("settings.security")
 
@@ -33,7 +34,7 @@ async def security_page(request: Request) -> Response:
     return _form(request, msgspec.structs.asdict(auth.policy), notice=notice)
 
 
-@post("/settings/security", guards=[SECURITY], name="settings_security_submit")
+@post("/settings/security", guards=[SECURITY], name="settings_security_submit", opt=on_page("/settings/security"))
 async def security_submit(request: Request) -> Response:
     form = await request.form()
     values: dict = {}

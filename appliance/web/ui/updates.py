@@ -15,6 +15,7 @@ from appliance.errors import OutpostError
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, text
+from appliance.web.ui.forms import on_page
 
 MANAGE = permission("updates.manage")
 
@@ -39,7 +40,7 @@ async def _chosen(request: Request) -> str:
     return text(form, "file").strip()
 
 
-@post("/updates/verify", guards=[MANAGE], name="updates_verify")
+@post("/updates/verify", guards=[MANAGE], name="updates_verify", opt=on_page("/updates"))
 async def verify(request: Request) -> Response:
     svc = services(request)
     chosen = ""
@@ -54,7 +55,7 @@ async def verify(request: Request) -> Response:
                              "or later). Nothing was installed.", chosen=chosen)
 
 
-@post("/updates/apply", guards=[MANAGE], name="updates_apply")
+@post("/updates/apply", guards=[MANAGE], name="updates_apply", opt=on_page("/updates"))
 async def apply(request: Request) -> Response:
     svc = services(request)
     svc.auth.require_recent_auth(principal_of(request))  # step-up (AUTH-8): sends the browser to /reauth
@@ -73,7 +74,7 @@ async def apply(request: Request) -> Response:
     return _page(request, ok=f"Version {st.pending or st.installed} is installed and selected. {note}")
 
 
-@post("/updates/rollback", guards=[MANAGE], name="updates_rollback")
+@post("/updates/rollback", guards=[MANAGE], name="updates_rollback", opt=on_page("/updates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
     svc.auth.require_recent_auth(principal_of(request))
@@ -87,7 +88,7 @@ async def rollback(request: Request) -> Response:
     return _page(request, ok=f"Rolling back to {st.pending}. {note}")
 
 
-@post("/about/integrity", guards=[MANAGE], name="integrity_check")
+@post("/about/integrity", guards=[MANAGE], name="integrity_check", opt=on_page("/about"))
 async def integrity_check(request: Request) -> Response:
     svc = services(request)
     await asyncio.to_thread(svc.check_integrity, actor(request))

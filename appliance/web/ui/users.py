@@ -15,6 +15,7 @@ from appliance.auth.permissions import ROLES
 from appliance.errors import ValidationError
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
+from appliance.web.ui.forms import on_page
 
 MANAGE = permission("users.manage")
 
@@ -31,7 +32,7 @@ async def users_page(request: Request) -> Response:
     return await _list(request)
 
 
-@post("/users", guards=[MANAGE], name="users_create")
+@post("/users", guards=[MANAGE], name="users_create", opt=on_page("/users"))
 async def users_create(request: Request) -> Response:
     form = await request.form()
     values = {}
@@ -67,7 +68,7 @@ async def _update(request: Request, user_id: int, change: UserUpdate, done: str)
     return redirect(f"/users/{user_id}?done={done}")
 
 
-@post("/users/{user_id:int}/role", guards=[MANAGE], name="user_role")
+@post("/users/{user_id:int}/role", guards=[MANAGE], name="user_role", opt=on_page("/users/{user_id}"))
 async def user_role(request: Request, user_id: int) -> Response:
     form = await request.form()
     try:
@@ -77,41 +78,44 @@ async def user_role(request: Request, user_id: int) -> Response:
     return await _update(request, user_id, UserUpdate(role=role), "role")
 
 
-@post("/users/{user_id:int}/disable", guards=[MANAGE], name="user_disable")
+@post("/users/{user_id:int}/disable", guards=[MANAGE], name="user_disable", opt=on_page("/users/{user_id}"))
 async def user_disable(request: Request, user_id: int) -> Response:
     return await _update(request, user_id, UserUpdate(disabled=True), "disabled")
 
 
-@post("/users/{user_id:int}/enable", guards=[MANAGE], name="user_enable")
+@post("/users/{user_id:int}/enable", guards=[MANAGE], name="user_enable", opt=on_page("/users/{user_id}"))
 async def user_enable(request: Request, user_id: int) -> Response:
     return await _update(request, user_id, UserUpdate(disabled=False), "enabled")
 
 
-@post("/users/{user_id:int}/unlock", guards=[MANAGE], name="user_unlock")
+@post("/users/{user_id:int}/unlock", guards=[MANAGE], name="user_unlock", opt=on_page("/users/{user_id}"))
 async def user_unlock(request: Request, user_id: int) -> Response:
     await services(request).auth.unlock_user(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=unlocked")
 
 
-@post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password")
+@post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password",
+      opt=on_page("/users/{user_id}"))
 async def user_reset_password(request: Request, user_id: int) -> Response:
     temporary = await services(request).auth.reset_password(principal_of(request), user_id, source=source(request))
     return await _detail(request, user_id, temporary=temporary)
 
 
-@post("/users/{user_id:int}/reset-2fa", guards=[MANAGE], name="user_reset_2fa")
+@post("/users/{user_id:int}/reset-2fa", guards=[MANAGE], name="user_reset_2fa", opt=on_page("/users/{user_id}"))
 async def user_reset_2fa(request: Request, user_id: int) -> Response:
     await services(request).auth.reset_totp(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=2fa")
 
 
-@post("/users/{user_id:int}/sessions/revoke-all", guards=[MANAGE], name="user_sessions_revoke")
+@post("/users/{user_id:int}/sessions/revoke-all", guards=[MANAGE], name="user_sessions_revoke",
+      opt=on_page("/users/{user_id}"))
 async def user_sessions_revoke(request: Request, user_id: int) -> Response:
     await services(request).auth.revoke_other_sessions(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=sessions")
 
 
-@post("/users/{user_id:int}/sessions/{handle:str}/revoke", guards=[MANAGE], name="user_session_revoke")
+@post("/users/{user_id:int}/sessions/{handle:str}/revoke", guards=[MANAGE], name="user_session_revoke",
+      opt=on_page("/users/{user_id}"))
 async def user_session_revoke(request: Request, user_id: int, handle: str) -> Response:
     await services(request).auth.revoke_session(principal_of(request), handle, source=source(request))
     return redirect(f"/users/{user_id}?done=session")
