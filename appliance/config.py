@@ -33,17 +33,34 @@ class WebConfig(_Section):
 
     listen_host: Annotated[str, _doc("Address to listen on; 0.0.0.0 for all IPv4, :: for all IPv6.")] = "0.0.0.0"
     listen_port: Annotated[int, _doc("HTTPS port.", ge=1, le=65535)] = 8443
-    hostname: Annotated[str, _doc("Name users type in the browser; goes into the certificate and the Host allow list. Empty: the machine's hostname.", max_length=253)] = ""
-    allowed_hosts: Annotated[list[str], _doc("Extra Host header values accepted besides hostname, localhost and the machine's addresses.")] = []
-    max_body_bytes: Annotated[int, _doc("Largest request body accepted, in bytes; larger ones get 413.", ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
-    trusted_proxies: Annotated[list[str], _doc("Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed. Empty: the socket peer is the client.")] = []
-    tls_handshake_timeout: Annotated[float, _doc("Seconds a new connection has to complete its TLS handshake; then it is closed.", ge=1, le=60)] = 10.0
-    header_timeout: Annotated[float, _doc("Seconds a connection has to send a complete request head (request line and headers), counted from the handshake or from the previous response; then it is closed.", ge=1, le=120)] = 15.0
-    max_header_bytes: Annotated[int, _doc("Largest request head (request line and headers) in bytes; larger ones get 431 and the connection is closed.", ge=8192, le=65536)] = 32768
-    max_header_count: Annotated[int, _doc("Most header fields in one request; more get 431 and the connection is closed.", ge=16, le=500)] = 100
-    max_url_bytes: Annotated[int, _doc("Longest request target (path and query) in bytes; longer ones get 414 and the connection is closed.", ge=1024, le=16384)] = 8192
-    max_connections: Annotated[int, _doc("Open connections at once, all addresses together; more are closed as soon as they are accepted. Lowered at start to fit the open-file limit (minus 256 kept for the database, logs and SSH).", ge=16, le=1048576)] = 4096
-    max_connections_per_address: Annotated[int, _doc("Open connections at once from one client address (trusted_proxies are exempt); more are closed as soon as they are accepted.", ge=1, le=65536)] = 64
+    hostname: Annotated[str, _doc(
+        "Name users type in the browser; goes into the certificate and the Host allow list. Empty: the machine's "
+        "hostname.", max_length=253)] = ""
+    allowed_hosts: Annotated[list[str], _doc(
+        "Extra Host header values accepted besides hostname, localhost and the machine's addresses.")] = []
+    max_body_bytes: Annotated[int, _doc(
+        "Largest request body accepted, in bytes; larger ones get 413.", ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    trusted_proxies: Annotated[list[str], _doc(
+        "Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed. Empty: the socket peer is the client.")] = []
+    tls_handshake_timeout: Annotated[float, _doc(
+        "Seconds a new connection has to complete its TLS handshake; then it is closed.", ge=1, le=60)] = 10.0
+    header_timeout: Annotated[float, _doc(
+        "Seconds a connection has to send a complete request head (request line and headers), counted from the "
+        "handshake or from the previous response; then it is closed.", ge=1, le=120)] = 15.0
+    max_header_bytes: Annotated[int, _doc(
+        "Largest request head (request line and headers) in bytes; larger ones get 431 and the connection is closed.",
+        ge=8192, le=65536)] = 32768
+    max_header_count: Annotated[int, _doc(
+        "Most header fields in one request; more get 431 and the connection is closed.", ge=16, le=500)] = 100
+    max_url_bytes: Annotated[int, _doc(
+        "Longest request target (path and query) in bytes; longer ones get 414 and the connection is closed.",
+        ge=1024, le=16384)] = 8192
+    max_connections: Annotated[int, _doc(
+        "Open connections at once, all addresses together; more are closed as soon as they are accepted. Lowered at "
+        "start to fit the open-file limit (minus 256 kept for the database, logs and SSH).", ge=16, le=1048576)] = 4096
+    max_connections_per_address: Annotated[int, _doc(
+        "Open connections at once from one client address (trusted_proxies are exempt); more are closed as soon as they"
+        " are accepted.", ge=1, le=65536)] = 64
 
     def __post_init__(self) -> None:
         if self.max_url_bytes > self.max_header_bytes:
@@ -58,9 +75,12 @@ class WebConfig(_Section):
 class TLSConfig(_Section):
     """[tls]: certificates and protocol profile."""
 
-    profile: Annotated[Literal["intermediate", "modern"], _doc("Mozilla profile: intermediate (TLS 1.2 + 1.3, ECDHE with AEAD only) or modern (TLS 1.3 only).")] = "intermediate"
+    profile: Annotated[Literal["intermediate", "modern"], _doc(
+        "Mozilla profile: intermediate (TLS 1.2 + 1.3, ECDHE with AEAD only) or modern (TLS 1.3 "
+        "only).")] = "intermediate"
     leaf_days: Annotated[int, _doc("Validity of the generated server certificate in days.", ge=7, le=397)] = 90
-    renew_before_days: Annotated[int, _doc("Renew the generated server certificate this many days before it expires.", ge=1, le=180)] = 30
+    renew_before_days: Annotated[int, _doc(
+        "Renew the generated server certificate this many days before it expires.", ge=1, le=180)] = 30
     ca_days: Annotated[int, _doc("Validity of the generated local CA in days.", ge=365, le=7300)] = 3650
 
     def __post_init__(self) -> None:
@@ -71,18 +91,27 @@ class TLSConfig(_Section):
 class StoreConfig(_Section):
     """[store]: the encrypted datastore."""
 
-    data_dir: Annotated[str, _doc("Directory holding the database, keys, certificates and setup code (mode 0700). `serve --data-dir` overrides it.")] = "/var/lib/outpost"
-    key_source: Annotated[Literal["file", "passphrase"], _doc("Where the database key comes from: file = keys/db.key (raw 256-bit key, mode 0600); passphrase = keys/db.key holds the key wrapped by an operator passphrase (argon2id + AES-256-GCM), asked on the console at start or read from the systemd credential outpost-passphrase. Convert with `outpost rekey --key-source`.")] = "file"
-    readers: Annotated[int, _doc("Number of pooled read connections used by background work (exports, reports).", ge=1, le=32)] = 4
+    data_dir: Annotated[str, _doc(
+        "Directory holding the database, keys, certificates and setup code (mode 0700). `serve --data-dir` overrides "
+        "it.")] = "/var/lib/outpost"
+    key_source: Annotated[Literal["file", "passphrase"], _doc(
+        "Where the database key comes from: file = keys/db.key (raw 256-bit key, mode 0600); passphrase = keys/db.key "
+        "holds the key wrapped by an operator passphrase (argon2id + AES-256-GCM), asked on the console at start or "
+        "read from the systemd credential outpost-passphrase. Convert with `outpost rekey --key-source`.")] = "file"
+    readers: Annotated[int, _doc(
+        "Number of pooled read connections used by background work (exports, reports).", ge=1, le=32)] = 4
 
 
 class BackupConfig(_Section):
     """[backup]: scheduled encrypted backups (UPD-5). Disabled while directory is empty."""
 
-    directory: Annotated[str, _doc("Directory scheduled backups are written into (one .opbk file each). Empty: no scheduled backups.")] = ""
+    directory: Annotated[str, _doc(
+        "Directory scheduled backups are written into (one .opbk file each). Empty: no scheduled backups.")] = ""
     interval_hours: Annotated[int, _doc("Hours between scheduled backups.", ge=1, le=8760)] = 24
     keep: Annotated[int, _doc("Scheduled backups kept in the directory; older ones are deleted.", ge=1, le=1000)] = 7
-    passphrase_file: Annotated[str, _doc("File (mode 0600) holding the passphrase scheduled backups are sealed with (at least 12 characters, like every backup passphrase). Required when directory is set.")] = ""
+    passphrase_file: Annotated[str, _doc(
+        "File (mode 0600) holding the passphrase scheduled backups are sealed with (at least 12 characters, like every "
+        "backup passphrase). Required when directory is set.")] = ""
 
     def __post_init__(self) -> None:
         if self.directory and not self.passphrase_file:
@@ -111,37 +140,53 @@ class AuthConfig(_Section):
     """[auth]: logins, sessions, lockout and password hashing."""
 
     session_idle_minutes: SessionIdleMinutes = 15
-    session_absolute_hours: Annotated[int, _doc("Sign a browser session out this many hours after login, active or not.", ge=1, le=12)] = 12
+    session_absolute_hours: Annotated[int, _doc(
+        "Sign a browser session out this many hours after login, active or not.", ge=1, le=12)] = 12
     lockout_threshold: LockoutThreshold = 10
     lockout_minutes: LockoutMinutes = 15
-    login_attempts_per_minute: Annotated[int, _doc("Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
-    failures_per_address: Annotated[int, _doc("Failed sign-ins (passwords or codes) one source address may make against one account within lockout_minutes; more get 429 before any password check. Capped at half of lockout_threshold, so one address alone cannot lock an account within that time (throttle first, lock out last: NIST SP 800-63B).", ge=1, le=50)] = 5
-    setup_code_hours: Annotated[int, _doc("Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
+    login_attempts_per_minute: Annotated[int, _doc(
+        "Login and setup attempts allowed per source address per minute.", ge=1, le=1000)] = 20
+    failures_per_address: Annotated[int, _doc(
+        "Failed sign-ins (passwords or codes) one source address may make against one account within lockout_minutes; "
+        "more get 429 before any password check. Capped at half of lockout_threshold, so one address alone cannot lock "
+        "an account within that time (throttle first, lock out last: NIST SP 800-63B).", ge=1, le=50)] = 5
+    setup_code_hours: Annotated[int, _doc(
+        "Hours the one-time setup code stays valid after first start.", ge=1, le=24)] = 24
     password_min_length: PasswordMinLength = 15
     password_history: PasswordHistory = 5
     require_composition: RequireComposition = False
     totp_policy: TotpPolicy = "admins"
-    hash_concurrency: Annotated[int, _doc("Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.", ge=1, le=16)] = 2
-    hash_queue_seconds: Annotated[float, _doc("Longest a sign-in may expect to wait for a free hashing slot; when the queue is longer it gets 503 at once with Retry-After (a sign-in flood gets fast refusals instead of slowing every sign-in down).", ge=0.5, le=30)] = 2.0
+    hash_concurrency: Annotated[int, _doc(
+        "Password hashes computed at once; more requests wait, so a login flood cannot exhaust memory.",
+        ge=1, le=16)] = 2
+    hash_queue_seconds: Annotated[float, _doc(
+        "Longest a sign-in may expect to wait for a free hashing slot; when the queue is longer it gets 503 at once "
+        "with Retry-After (a sign-in flood gets fast refusals instead of slowing every sign-in down).",
+        ge=0.5, le=30)] = 2.0
     argon2_time_cost: Annotated[int, _doc("argon2id iterations (RFC 9106 low-memory profile: 3).", ge=1, le=10)] = 3
-    argon2_memory_kib: Annotated[int, _doc("argon2id memory per hash in KiB (RFC 9106 low-memory profile: 65536).", ge=19456, le=1048576)] = 65536
+    argon2_memory_kib: Annotated[int, _doc(
+        "argon2id memory per hash in KiB (RFC 9106 low-memory profile: 65536).", ge=19456, le=1048576)] = 65536
     argon2_parallelism: Annotated[int, _doc("argon2id lanes.", ge=1, le=8)] = 4
 
 
 class AuditConfig(_Section):
     """[audit]: the tamper-evident audit log."""
 
-    retention_days: Annotated[int, _doc("Days audit records are kept before a checkpointed purge.", ge=30, le=3650)] = 400
+    retention_days: Annotated[int, _doc(
+        "Days audit records are kept before a checkpointed purge.", ge=30, le=3650)] = 400
     page_size: Annotated[int, _doc("Rows per page in the audit log view.", ge=10, le=500)] = 50
 
 
 class AccessConfig(_Section):
     """[access]: API keys and the IP allow list (ACL-2, ACL-3)."""
 
-    api_key_default_days: Annotated[int, _doc("Days a new API key stays valid unless its creator picks another expiry.", ge=1, le=365)] = 90
+    api_key_default_days: Annotated[int, _doc(
+        "Days a new API key stays valid unless its creator picks another expiry.", ge=1, le=365)] = 90
     api_key_max_days: Annotated[int, _doc("Longest expiry a new API key may be given, in days.", ge=1, le=365)] = 365
-    api_keys_per_user: Annotated[int, _doc("Unrevoked, unexpired API keys one user may hold at once.", ge=1, le=1000)] = 25
-    api_key_failures_per_minute: Annotated[int, _doc("Failed API-key authentications allowed per source address per minute; more get 429.", ge=1, le=10000)] = 30
+    api_keys_per_user: Annotated[int, _doc(
+        "Unrevoked, unexpired API keys one user may hold at once.", ge=1, le=1000)] = 25
+    api_key_failures_per_minute: Annotated[int, _doc(
+        "Failed API-key authentications allowed per source address per minute; more get 429.", ge=1, le=10000)] = 30
 
     def __post_init__(self) -> None:
         if self.api_key_default_days > self.api_key_max_days:
@@ -151,24 +196,47 @@ class AccessConfig(_Section):
 class ProbeConfig(_Section):
     """[probe]: the SSH poller, its limits, thresholds and time-series retention."""
 
-    max_concurrency: Annotated[int, _doc("Device polls running at once (SSH sessions in flight); more devices wait their turn.", ge=1, le=2000)] = 200
+    max_concurrency: Annotated[int, _doc(
+        "Device polls running at once (SSH sessions in flight); more devices wait their turn.", ge=1, le=2000)] = 200
     connect_timeout: Annotated[float, _doc("Seconds allowed for the TCP connection to a device.", ge=0.5, le=120)] = 5.0
-    auth_timeout: Annotated[float, _doc("Seconds allowed for the SSH handshake and login after TCP connects.", ge=1, le=300)] = 10.0
-    command_timeout: Annotated[float, _doc("Seconds allowed for the metrics command (and on-demand commands) to finish.", ge=1, le=600)] = 15.0
-    output_cap_bytes: Annotated[int, _doc("Largest command output read from a device, in bytes; the rest is discarded and the result marked truncated.", ge=4096, le=16777216)] = 262144
-    rekey_bytes: Annotated[int, _doc("Re-key an SSH connection after this many bytes (DEV-4).", ge=1048576, le=4294967296)] = 1073741824
-    rekey_seconds: Annotated[int, _doc("Re-key an SSH connection after this many seconds (DEV-4).", ge=60, le=86400)] = 3600
-    keepalive_seconds: Annotated[int, _doc("Send an SSH keepalive on an idle held connection this often; three unanswered ones drop it.", ge=5, le=3600)] = 30
-    jitter_percent: Annotated[int, _doc("Random spread added to each device's poll interval, in percent, so polls do not bunch up.", ge=0, le=50)] = 10
-    backoff_max_seconds: Annotated[int, _doc("Longest wait between attempts for a failing device (the wait doubles per failure from its poll interval).", ge=10, le=86400)] = 900
-    cpu_threshold: Annotated[float, _doc("Open an alert when a device's CPU use is above this percentage.", ge=1, le=100)] = 90.0
-    memory_threshold: Annotated[float, _doc("Open an alert when a device's memory use is above this percentage.", ge=1, le=100)] = 90.0
-    disk_threshold: Annotated[float, _doc("Open an alert when any real filesystem of a device is fuller than this percentage.", ge=1, le=100)] = 90.0
-    raw_retention_hours: Annotated[int, _doc("Hours raw samples are kept (charts over 1 hour read them).", ge=2, le=720)] = 48
-    rollup_5m_retention_days: Annotated[int, _doc("Days 5-minute roll-ups are kept (charts over 1 day read them).", ge=1, le=365)] = 30
-    rollup_1h_retention_days: Annotated[int, _doc("Days hourly roll-ups are kept (charts over 1 month read them).", ge=31, le=3650)] = 400
-    allowed_subnets: Annotated[list[str], _doc("Probe target policy: the networks (CIDR, IPv4 or IPv6) devices may be in; the probe connects to nothing else. Empty: any address except those refused below. Checked on the resolved address at every connection.")] = []
-    allow_loopback: Annotated[bool, _doc("Probe target policy: allow loopback, the unspecified address and the appliance's own addresses as device addresses (they reach the appliance's own services). Off by default; test set-ups with devices on 127.0.0.1 turn it on.")] = False
+    auth_timeout: Annotated[float, _doc(
+        "Seconds allowed for the SSH handshake and login after TCP connects.", ge=1, le=300)] = 10.0
+    command_timeout: Annotated[float, _doc(
+        "Seconds allowed for the metrics command (and on-demand commands) to finish.", ge=1, le=600)] = 15.0
+    output_cap_bytes: Annotated[int, _doc(
+        "Largest command output read from a device, in bytes; the rest is discarded and the result marked truncated.",
+        ge=4096, le=16777216)] = 262144
+    rekey_bytes: Annotated[int, _doc(
+        "Re-key an SSH connection after this many bytes (DEV-4).", ge=1048576, le=4294967296)] = 1073741824
+    rekey_seconds: Annotated[int, _doc(
+        "Re-key an SSH connection after this many seconds (DEV-4).", ge=60, le=86400)] = 3600
+    keepalive_seconds: Annotated[int, _doc(
+        "Send an SSH keepalive on an idle held connection this often; three unanswered ones drop it.",
+        ge=5, le=3600)] = 30
+    jitter_percent: Annotated[int, _doc(
+        "Random spread added to each device's poll interval, in percent, so polls do not bunch up.", ge=0, le=50)] = 10
+    backoff_max_seconds: Annotated[int, _doc(
+        "Longest wait between attempts for a failing device (the wait doubles per failure from its poll interval).",
+        ge=10, le=86400)] = 900
+    cpu_threshold: Annotated[float, _doc(
+        "Open an alert when a device's CPU use is above this percentage.", ge=1, le=100)] = 90.0
+    memory_threshold: Annotated[float, _doc(
+        "Open an alert when a device's memory use is above this percentage.", ge=1, le=100)] = 90.0
+    disk_threshold: Annotated[float, _doc(
+        "Open an alert when any real filesystem of a device is fuller than this percentage.", ge=1, le=100)] = 90.0
+    raw_retention_hours: Annotated[int, _doc(
+        "Hours raw samples are kept (charts over 1 hour read them).", ge=2, le=720)] = 48
+    rollup_5m_retention_days: Annotated[int, _doc(
+        "Days 5-minute roll-ups are kept (charts over 1 day read them).", ge=1, le=365)] = 30
+    rollup_1h_retention_days: Annotated[int, _doc(
+        "Days hourly roll-ups are kept (charts over 1 month read them).", ge=31, le=3650)] = 400
+    allowed_subnets: Annotated[list[str], _doc(
+        "Probe target policy: the networks (CIDR, IPv4 or IPv6) devices may be in; the probe connects to nothing else. "
+        "Empty: any address except those refused below. Checked on the resolved address at every connection.")] = []
+    allow_loopback: Annotated[bool, _doc(
+        "Probe target policy: allow loopback, the unspecified address and the appliance's own addresses as device "
+        "addresses (they reach the appliance's own services). Off by default; test set-ups with devices on 127.0.0.1 "
+        "turn it on.")] = False
 
     def __post_init__(self) -> None:
         for i, item in enumerate(self.allowed_subnets):
@@ -181,17 +249,24 @@ class ProbeConfig(_Section):
 class LogConfig(_Section):
     """[log]: structured logs on stdout."""
 
-    level: Annotated[Literal["debug", "info", "warning", "error"], _doc("Lowest level written to stdout as JSON lines.")] = "info"
+    level: Annotated[Literal["debug", "info", "warning", "error"], _doc(
+        "Lowest level written to stdout as JSON lines.")] = "info"
 
 
 class UpdatesConfig(_Section):
     """[updates]: signed USB updates, A/B slots and the health gate."""
 
-    install_root: Annotated[str, _doc("Directory holding the A/B slots (slots/a, slots/b) and the current/previous links.")] = "/opt/outpost"
-    staging_dir: Annotated[str, _doc("Where a bundle is copied before it is verified and installed. Empty: <data_dir>/updates/staging.")] = ""
-    media_dir: Annotated[str, _doc("The UI only reads bundles from files under this directory (the mounted USB stick).")] = "/media"
-    max_bundle_bytes: Annotated[int, _doc("Largest bundle accepted, in bytes; larger files are refused before they are read.", ge=1024 * 1024, le=4 * 1024 ** 3)] = 256 * 1024 * 1024
-    health_timeout_seconds: Annotated[int, _doc("Seconds a new version has to answer /healthz before it is rolled back.", ge=2, le=600)] = 60
+    install_root: Annotated[str, _doc(
+        "Directory holding the A/B slots (slots/a, slots/b) and the current/previous links.")] = "/opt/outpost"
+    staging_dir: Annotated[str, _doc(
+        "Where a bundle is copied before it is verified and installed. Empty: <data_dir>/updates/staging.")] = ""
+    media_dir: Annotated[str, _doc(
+        "The UI only reads bundles from files under this directory (the mounted USB stick).")] = "/media"
+    max_bundle_bytes: Annotated[int, _doc(
+        "Largest bundle accepted, in bytes; larger files are refused before they are read.",
+        ge=1024 * 1024, le=4 * 1024 ** 3)] = 256 * 1024 * 1024
+    health_timeout_seconds: Annotated[int, _doc(
+        "Seconds a new version has to answer /healthz before it is rolled back.", ge=2, le=600)] = 60
 
 
 class Config(_Section):
@@ -204,7 +279,8 @@ class Config(_Section):
     audit: Annotated[AuditConfig, _doc("Audit log.")] = AuditConfig()
     backup: Annotated[BackupConfig, _doc("Scheduled encrypted backups.")] = BackupConfig()
     log: Annotated[LogConfig, _doc("Structured logging.")] = LogConfig()
-    probe: Annotated[ProbeConfig, _doc("SSH probe: polling limits, thresholds and time-series retention.")] = ProbeConfig()
+    probe: Annotated[ProbeConfig, _doc(
+        "SSH probe: polling limits, thresholds and time-series retention.")] = ProbeConfig()
     access: Annotated[AccessConfig, _doc("API keys and the IP allow list.")] = AccessConfig()
     updates: Annotated[UpdatesConfig, _doc("Signed USB updates and the health gate.")] = UpdatesConfig()
 
