@@ -247,8 +247,8 @@ def cmd_audit_verify(ctx: CliContext) -> int:
     if report.ok:
         print(f"ok: {report.checked} records verified")
         return 0
-    print(f"audit chain broken at record {report.first_bad}: {report.reason} ({report.checked} records verified before it)",
-          file=sys.stderr)
+    print(f"audit chain broken at record {report.first_bad}: {report.reason} "
+          f"({report.checked} records verified before it)", file=sys.stderr)
     return EXIT_ERROR
 
 

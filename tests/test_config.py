@@ -81,10 +81,12 @@ def test_unreadable_and_malformed_files(tmp_path):
 
 
 def test_check_config_command(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "appliance", "check-config", str(EXAMPLE)], capture_output=True, text=True, cwd=ROOT)
+    ok = subprocess.run([sys.executable, "-m", "appliance", "check-config", str(EXAMPLE)], capture_output=True,
+                        text=True, cwd=ROOT)
     assert ok.returncode == 0 and ok.stdout.strip() == "ok"
     bad = tmp_path / "bad.toml"
     bad.write_text("[store]\nkey_sorce = \"file\"\n")
-    r = subprocess.run([sys.executable, "-m", "appliance", "check-config", str(bad)], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "appliance", "check-config", str(bad)], capture_output=True, text=True,
+                       cwd=ROOT)
     assert r.returncode == 1
     assert "store" in r.stderr and "key_sorce" in r.stderr and r.stdout == ""

@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_table_matches_code():
     section = README.read_text().split("### Roles and permissions", 1)[1]
     rows = [r for r in re.findall(r"^\| ([a-z_.]+) \| (.+) \|$", section, re.M) if r[0] != "permission"]
-    documented = {name: frozenset(r for r, cell in zip(ROLES, cells.split(" | ")) if cell.strip() == "yes")
+    documented = {name: frozenset(r for r, cell in zip(ROLES, cells.split(" | "), strict=True) if cell.strip() == "yes")
                   for name, cells in rows}
     assert documented == PERMISSIONS
 
