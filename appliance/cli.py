@@ -61,6 +61,24 @@ def parser() -> argparse.ArgumentParser:
                                    "or print 'ok'.")
     p.add_argument("file", type=Path, metavar="FILE")
 
+    _audit_parsers(sub)
+    _allowlist_parsers(sub)
+    p = sub.add_parser("reset-admin", help="recover admin access: new temporary password, unlock, 2FA cleared (AUTH-5)",
+                       description="Local recovery when no admin can sign in. Needs the data directory and its key "
+                                   "file. Gives the admin (or --username) a new temporary password, printed once on "
+                                   "this terminal and changed at first sign-in; unlocks and enables the account, "
+                                   "removes its 2FA and ends its sessions and API keys. Creates the admin if none "
+                                   "exists. Audited as system, cli:<your user name>.")
+    _common(p)
+    p.add_argument("--username", metavar="NAME", help="the account to recover (default: the first active admin, "
+                                                      "else the first admin, else a new account named admin)")
+    sub.add_parser("version", help="print the version", description="Print the version and exit.")
+    update_commands.add_parsers(sub, _common)
+    cli_admin.add_parsers(sub, _common)  # cert, backup, restore, rekey
+    return top
+
+
+def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     audit = sub.add_parser("audit", help="verify or export the audit log", description="Audit log tools.")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = asub.add_parser("verify", help="check the hash chain; name the first broken record",
@@ -78,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     for name in ("actor", "action", "outcome", "target"):
         p.add_argument(f"--{name}", default="", help=f"filter on {name}")
 
+
+def _allowlist_parsers(sub: argparse._SubParsersAction) -> None:
     allow = sub.add_parser("allowlist", help="show or clear the IP allow list (ACL-3)",
                            description="The IP allow list limits which addresses reach the appliance. Run locally "
                                        "if a list locks everyone out; a running server picks the change up within "
@@ -90,20 +110,6 @@ def parser() -> argparse.ArgumentParser:
                         description="Clear the IP allow list (audited as system, cli:<your user name>). Every address "
                                     "may connect again.")
     _common(p)
-
-    p = sub.add_parser("reset-admin", help="recover admin access: new temporary password, unlock, 2FA cleared (AUTH-5)",
-                       description="Local recovery when no admin can sign in. Needs the data directory and its key "
-                                   "file. Gives the admin (or --username) a new temporary password, printed once on "
-                                   "this terminal and changed at first sign-in; unlocks and enables the account, "
-                                   "removes its 2FA and ends its sessions and API keys. Creates the admin if none "
-                                   "exists. Audited as system, cli:<your user name>.")
-    _common(p)
-    p.add_argument("--username", metavar="NAME", help="the account to recover (default: the first active admin, "
-                                                      "else the first admin, else a new account named admin)")
-    sub.add_parser("version", help="print the version", description="Print the version and exit.")
-    update_commands.add_parsers(sub, _common)
-    cli_admin.add_parsers(sub, _common)  # cert, backup, restore, rekey
-    return top
 
 
 def _banner(services, code: str | None) -> None:
