@@ -7,7 +7,7 @@ PKG = Path(__file__).resolve().parent.parent / "appliance"
 
 # imported module prefix -> the only places (relative to appliance/) allowed to import it
 OWNERS = {
-    "sqlcipher3": ("store/connection.py",),
+    "sqlcipher3": ("store/driver.py",),
     "argon2": ("crypto/",),
     "pyotp": ("crypto/",),
     "asyncssh": ("ssh/",),
@@ -21,17 +21,22 @@ OWNERS = {
 }
 # capability -> capabilities it must not import (siblings and everything above it)
 LAYERS = {
-    "audit": ("auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "app", "cli"),
-    "store": ("audit", "auth", "tls", "web", "app", "cli", "system"),
-    "crypto": ("store", "audit", "auth", "tls", "web", "app", "cli"),
-    "auth": ("tls", "devices", "web", "app", "cli", "system", "access"),
-    "access": ("auth", "tls", "devices", "web", "probe", "remote", "updates", "system", "demo", "app", "cli"),
-    "tls": ("auth", "devices", "web", "app", "cli"),
-    "devices": ("auth", "tls", "web", "probe", "remote", "updates", "system", "app", "cli"),
-    "system": ("web", "app", "cli", "updates"),
-    "updates": ("web", "app", "cli", "system", "probe", "remote", "auth", "devices", "tls"),
-    "ssh": ("audit", "auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "demo", "app", "cli"),
-    "probe": ("web", "remote", "updates", "system", "demo", "app", "cli"),
+    "audit": ("auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "backup", "app", "cli"),
+    "store": ("audit", "auth", "tls", "web", "app", "cli", "system", "backup"),
+    "crypto": ("store", "audit", "auth", "tls", "web", "app", "cli", "backup"),
+    "auth": ("tls", "devices", "web", "app", "cli", "system", "access", "backup"),
+    "access": ("auth", "tls", "devices", "web", "probe", "remote", "updates", "system", "backup", "demo", "app",
+               "cli"),
+    "tls": ("auth", "devices", "web", "app", "cli", "backup"),
+    "devices": ("auth", "tls", "web", "probe", "remote", "updates", "system", "backup", "app", "cli"),
+    "system": ("web", "app", "cli", "updates", "backup"),
+    "updates": ("web", "app", "cli", "system", "backup", "probe", "remote", "auth", "devices", "tls"),
+    # backups sit beside updates and system: they take the store, keys and config as they are
+    "backup": ("web", "app", "cli", "updates", "system", "probe", "remote", "demo", "auth", "access", "devices",
+               "tls"),
+    "ssh": ("audit", "auth", "devices", "tls", "web", "probe", "remote", "updates", "system", "backup", "demo", "app",
+            "cli"),
+    "probe": ("web", "remote", "updates", "system", "backup", "demo", "app", "cli"),
     "demo": ("web", "app", "cli"),
 }
 

@@ -10,60 +10,27 @@ Invariants (what must never happen):
   its own changes behind (each job runs in its own SAVEPOINT).
 - A wrong key, a damaged file or a database from newer software is used anyway: opening
   stops with `WrongKeyError`, `CorruptDatabaseError` or `MigrationError`.
-- Callers see a sqlcipher3 type: errors are translated into the classes below, and
-  `store/connection.py` is the only module that imports sqlcipher3.
+- Callers see a sqlcipher3 type: errors are translated into the classes of `errors.py`,
+  and `store/driver.py` is the only module that imports sqlcipher3.
+
+Modules, from the bottom up: `errors`, `atomic` (atomic file writes), `driver` (keyed
+SQLCipher connections, authorizer, error translation), `migrate`, `writer` (the single
+writer thread and group commit), `connection` (`Database`), `keys` (unlocking and
+rotating the database key). This file only re-exports; no module of the package
+imports it, so there is no import cycle through it.
 """
 
-from __future__ import annotations
-
-from appliance.errors import ConflictError, OutpostError
-
-# The error classes are defined before the submodules are imported: connection.py and
-# migrate.py import them from here.
-
-
-class StoreError(OutpostError):
-    """The datastore failed; the change (if any) was not saved."""
-
-    code = "store_error"
-    status = 500
-
-
-class ConstraintError(StoreError, ConflictError):
-    """A write broke a UNIQUE, FOREIGN KEY, CHECK or NOT NULL constraint."""
-
-    code = "conflict"
-    status = 409
-
-
-class DiskFullError(StoreError):
-    """The data disk is full; nothing already stored is lost and writing resumes when space returns."""
-
-    code = "disk_full"
-    status = 507
-
-
-class CorruptDatabaseError(StoreError):
-    """The database file is damaged; the appliance refuses to use it."""
-
-    code = "database_corrupt"
-
-
-class WrongKeyError(StoreError):
-    """The key does not decrypt the file (wrong key, or not an Outpost database)."""
-
-    code = "database_key_wrong"
-
-
-class MigrationError(StoreError):
-    """The schema cannot be brought up to date (or the database is newer than this software)."""
-
-    code = "migration_failed"
-
-
-from appliance.store.atomic import copy_atomic, write_atomic  # noqa: E402
-from appliance.store.connection import Connection, Cursor, Database  # noqa: E402
-from appliance.store.migrate import Migration, load_migrations, migrate  # noqa: E402
+from appliance.store.atomic import copy_atomic, write_atomic
+from appliance.store.connection import Connection, Cursor, Database
+from appliance.store.errors import (
+    ConstraintError,
+    CorruptDatabaseError,
+    DiskFullError,
+    MigrationError,
+    StoreError,
+    WrongKeyError,
+)
+from appliance.store.migrate import Migration, load_migrations, migrate
 
 __all__ = [
     "ConstraintError",

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
-from appliance.store import MigrationError
 from appliance.store.atomic import fsync_dir
+from appliance.store.driver import complete_statement
+from appliance.store.errors import MigrationError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # SQLite authorizer codes (stable C ABI): transaction, attach, detach, savepoint; pragma; deny.
@@ -146,7 +148,7 @@ class _MigrationGuard:
 
 def _ordered(found: list[Migration]) -> list[Migration]:
     found = sorted(found, key=lambda m: m.version)
-    for before, after in zip(found, found[1:]):
+    for before, after in zip(found, found[1:], strict=False):
         if before.version == after.version:
             raise MigrationError(f"two migrations share version {after.version:04d}")
     return found
@@ -183,8 +185,6 @@ def _take_snapshot(snapshot: Callable[[Path], None], dest: Path) -> None:
 
 def _statements(m: Migration) -> list[str]:
     """Split a script into statements (executescript would COMMIT the open transaction)."""
-    from appliance.store.connection import complete_statement  # sqlcipher3 stays in one module
-
     statements, buffer = [], ""
     *pieces, tail = m.sql.split(";")
     for piece in pieces:

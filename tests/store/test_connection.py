@@ -246,7 +246,7 @@ def test_pending_writes_are_bounded(db_path, key, monkeypatch):
             blocker = asyncio.ensure_future(db.write(lambda c: gate.wait(5)))
             writes = [asyncio.ensure_future(db.write(insert_setting(f"k{i}"))) for i in range(100)]
             await asyncio.sleep(0.05)
-            queued = len(db._jobs)  # white-box: the bound is the point of this test
+            queued = db._writer.queued  # white-box: the bound is the point of this test
             gate.set()
             await asyncio.gather(blocker, *writes)
             return queued
