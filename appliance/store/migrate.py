@@ -100,25 +100,7 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
             conn.execute("BEGIN IMMEDIATE -- outpost migrate")
             if applied and db_file and snapshot is not None:
                 _take_snapshot(snapshot, db_file.with_name(f"{db_file.name}.pre-{pending[0].version:04d}"))
-            conn.execute(_CREATE_TABLE)
-            for m in pending:
-                guard.active = True
-                try:
-                    for statement in _statements(m):
-                        conn.execute(statement)
-                except Exception as exc:
-                    raise MigrationError(
-                        f"migration {m.version:04d}_{m.name} failed ({exc}); no pending migration was applied"
-                    ) from exc
-                finally:
-                    guard.active = False
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.name, time.time()),
-                )
-            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
-            if broken:
-                raise MigrationError(f"the migrations leave a broken reference in table {broken[0]}")
+            _apply(conn, pending, guard)
             conn.execute("COMMIT -- outpost migrate")
         except Exception as exc:
             if conn.in_transaction:
@@ -130,6 +112,29 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
         conn.set_authorizer(None)
         conn.execute("PRAGMA foreign_keys = ON")
     return [m.version for m in pending]
+
+
+def _apply(conn: Any, pending: list[Migration], guard: _MigrationGuard) -> None:
+    """Run the pending migrations and record them, inside the caller's transaction."""
+    conn.execute(_CREATE_TABLE)
+    for m in pending:
+        guard.active = True
+        try:
+            for statement in _statements(m):
+                conn.execute(statement)
+        except Exception as exc:
+            raise MigrationError(
+                f"migration {m.version:04d}_{m.name} failed ({exc}); no pending migration was applied"
+            ) from exc
+        finally:
+            guard.active = False
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (m.version, m.name, time.time()),
+        )
+    broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+    if broken:
+        raise MigrationError(f"the migrations leave a broken reference in table {broken[0]}")
 
 
 class _MigrationGuard:
