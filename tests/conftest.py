@@ -12,7 +12,8 @@ Fixtures
   scope: a module overrides it with its own fixture of the same name).
 - `services`: the application's Services built in process on tmp_path (real SQLCipher database,
   `frozen_clock`), setup code written; `asgi_client`: litestar's TestClient on `create_asgi(services)`,
-  the whole served stack (security layer, guards, CSRF) without sockets.
+  the whole served stack (security layer, guards, CSRF) without sockets; `asgi_admin_client`: the
+  same, set up and signed in as the admin (its own cookies, so both can be used in one test).
 - `frozen_clock`: a FrozenClock at the real time (TLS clients check certificates against it).
 - `db`: a Database in tmp_path (the appliance's own key handling; tests/store narrows it).
 - `sshd`: a real OpenSSH sshd on loopback (tests/ssh/sshd.py), started, shared by the module.
@@ -183,12 +184,6 @@ class Appliance:
         with self.client() as client:
             assert do_setup(client, self.setup_code()).status_code == 303
 
-    def admin_client(self) -> httpx.Client:
-        """A new HTTPS client signed in as the admin (setup must be done); close it after use."""
-        client = self.client()
-        assert do_login(client).status_code == 303
-        return client
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -235,7 +230,8 @@ def appliance(tmp_path: Path, appliance_config: str) -> Iterator[Appliance]:
 def admin_client(appliance: Appliance) -> Iterator[httpx.Client]:
     """A signed-in admin session on a freshly set-up appliance."""
     appliance.set_up()
-    with appliance.admin_client() as client:
+    with appliance.client() as client:
+        assert do_login(client).status_code == 303
         yield client
 
 
@@ -251,7 +247,8 @@ def shared_appliance(tmp_path_factory: pytest.TempPathFactory, appliance_config:
 
 @pytest.fixture(scope="module")
 def shared_admin_client(shared_appliance: Appliance) -> Iterator[httpx.Client]:
-    with shared_appliance.admin_client() as client:
+    with shared_appliance.client() as client:
+        assert do_login(client).status_code == 303
         yield client
 
 
@@ -282,17 +279,32 @@ def services(tmp_path: Path, frozen_clock, appliance_config: str):
         built.close()
 
 
-@pytest.fixture
-def asgi_client(services):
+def _asgi_client(services):
+    """A TestClient on the served stack, sending Origin like `Appliance.client()` does."""
     from litestar.testing import TestClient
 
     from appliance.web import create_asgi
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # litestar suggests a dotted host; "localhost" is what the Host check allows
-        client = TestClient(create_asgi(services), base_url="https://localhost", follow_redirects=False)
+        client = TestClient(create_asgi(services), base_url="https://localhost")
+    client.follow_redirects = False  # as httpx.Client: tests look at the 303s themselves
     client.headers["Origin"] = "https://localhost"
-    with client:
+    return client
+
+
+@pytest.fixture
+def asgi_client(services):
+    with _asgi_client(services) as client:
+        yield client
+
+
+@pytest.fixture
+def asgi_admin_client(services):
+    """Like `admin_client`, in process: setup done, signed in as the admin (its own cookie jar)."""
+    with _asgi_client(services) as client:
+        assert do_setup(client, services.setup_code_file.read_text().strip()).status_code == 303
+        assert do_login(client).status_code == 303
         yield client
 
 

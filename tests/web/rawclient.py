@@ -7,6 +7,7 @@ they speak HTTP/1.1 over `ssl` sockets directly.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -56,6 +57,33 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         except OSError:  # ECONNRESET, ssl.SSLError (EOF, alerts): the server closed it
             return True
     return False
+
+
+def closed_within_each(socks: list[socket.socket], seconds: float) -> list[bool]:
+    """`closed_within` for many connections at once (one wait, not one per connection): for each,
+    True if the peer closed it within `seconds`."""
+    closed = [False] * len(socks)
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        pending = [i for i, done in enumerate(closed) if not done]
+        if not pending:
+            break
+        ready, _, _ = select.select([socks[i] for i in pending], [], [], min(0.5, remaining))
+        for i in pending:
+            if socks[i] in ready or (isinstance(socks[i], ssl.SSLSocket) and socks[i].pending()):
+                closed[i] = _closed_now(socks[i])
+    return closed
+
+
+def _closed_now(sock: socket.socket) -> bool:
+    """True if a readable socket turns out to be closed (EOF, reset, TLS alert)."""
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(65536) == b""
+    except (TimeoutError, socket.timeout, ssl.SSLWantReadError):
+        return False
+    except OSError:
+        return True
 
 
 def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:

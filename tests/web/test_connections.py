@@ -6,21 +6,18 @@ Each test attacks the real `outpost serve` over TLS on loopback. Clients bind to
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
 import signal
 import ssl
 import sys
-import threading
 import time
 
 import pytest
-import uvloop
 
-from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, free_port
-from tests.web.rawclient import client_from, closed_within, healthz_from, read_response, tcp, tls
+from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, wait_until
+from tests.serving import ServerThread
+from tests.web.rawclient import client_from, closed_within, closed_within_each, healthz_from, read_response, tcp, tls
 
 # Short deadlines so the tests see them fire; production defaults are 10 s and 15 s.
 DEADLINE_CONFIG = FAST_HASH_CONFIG + """
@@ -42,14 +39,22 @@ CLOSE_WITHIN = 10.0  # generous bound on a loaded machine for a 2 s deadline
 
 @pytest.fixture(scope="module")
 def short_deadlines(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("deadlines") / "data", free_port(), config=DEADLINE_CONFIG)
+    app = Appliance(tmp_path_factory.mktemp("deadlines") / "data", config=DEADLINE_CONFIG)
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_small_caps(tmp_path_factory):
+    """For the cap tests that leave no connection behind and need no exact global count."""
+    app = Appliance(tmp_path_factory.mktemp("caps") / "data", config=CAPS_CONFIG)
     yield app
     app.stop()
 
 
 @pytest.fixture
 def small_caps(tmp_path):
-    app = Appliance(tmp_path / "data", free_port(), config=CAPS_CONFIG)
+    app = Appliance(tmp_path / "data", config=CAPS_CONFIG)
     yield app
     app.stop()
 
@@ -111,7 +116,8 @@ def test_a_prompt_client_is_not_cut_off(short_deadlines):
 
 # ---- caps ----------------------------------------------------------------------------------------
 
-def test_per_address_cap_refuses_extra_connections_and_others_still_get_in(small_caps):
+def test_per_address_cap_refuses_extra_connections_and_others_still_get_in(shared_small_caps):
+    small_caps = shared_small_caps
     held = [tls(small_caps, "127.0.0.5") for _ in range(8)]
     try:
         extra = [tcp(small_caps, "127.0.0.5") for _ in range(4)]
@@ -119,14 +125,12 @@ def test_per_address_cap_refuses_extra_connections_and_others_still_get_in(small
             assert all(closed_within(s, 5) for s in extra), "connections above the per-address cap are closed"
         finally:
             _close_all(extra)
-        assert not any(closed_within(s, 0.2) for s in held), "the connections under the cap stay open"
+        assert not any(closed_within_each(held, 0.2)), "the connections under the cap stay open"
         assert healthz_from(small_caps, "127.0.0.2") == 200, "another address still gets in"
     finally:
         _close_all(held)
-    deadline = time.monotonic() + 10
-    while healthz_from(small_caps, "127.0.0.5") != 200:
-        assert time.monotonic() < deadline, "closed connections give their slots back"
-        time.sleep(0.2)
+    assert wait_until(lambda: healthz_from(small_caps, "127.0.0.5") == 200, 10, interval=0.2), \
+        "closed connections give their slots back"
 
 
 def test_global_cap_refuses_connections_above_it(small_caps):
@@ -135,7 +139,7 @@ def test_global_cap_refuses_connections_above_it(small_caps):
     held = []
     try:
         time.sleep(0.5)  # let the server accept them all
-        held = [s for s in opened if not closed_within(s, 0.3)]
+        held = [s for s, closed in zip(opened, closed_within_each(opened, 0.3), strict=True) if not closed]
         assert len(held) <= 24, f"{len(held)} connections open at once; the global cap is 24"
         # Top up from fresh addresses until one is refused (the fixture's own readiness probes
         # may still have held a slot or two above).
@@ -149,16 +153,14 @@ def test_global_cap_refuses_connections_above_it(small_caps):
         assert healthz_from(small_caps, "127.0.0.30") != 200, "a new address is refused while the cap is full"
     finally:
         _close_all(opened + held)
-    deadline = time.monotonic() + 10
-    while healthz_from(small_caps, "127.0.0.30") != 200:
-        assert time.monotonic() < deadline, "the global count goes down as connections close"
-        time.sleep(0.2)
+    assert wait_until(lambda: healthz_from(small_caps, "127.0.0.30") == 200, 10, interval=0.2), \
+        "the global count goes down as connections close"
 
 
-def test_trusted_proxy_is_exempt_from_the_per_address_cap(small_caps):
-    held = [tls(small_caps, "127.0.0.3") for _ in range(10)]
+def test_trusted_proxy_is_exempt_from_the_per_address_cap(shared_small_caps):
+    held = [tls(shared_small_caps, "127.0.0.3") for _ in range(10)]
     try:
-        assert not any(closed_within(s, 0.3) for s in held), "a trusted proxy carries many clients"
+        assert not any(closed_within_each(held, 0.3)), "a trusted proxy carries many clients"
     finally:
         _close_all(held)
 
@@ -202,7 +204,7 @@ def test_open_file_limit_is_raised_and_one_address_cannot_exhaust_it(tmp_path):
     stopped answering. Now the soft limit is raised to the hard one at start, and one address
     holds at most its cap whatever it opens."""
     argv = ["prlimit", "--nofile=1024:2048", sys.executable, "-m", "appliance"]
-    app = Appliance(tmp_path / "data", free_port(), argv=argv)
+    app = Appliance(tmp_path / "data", argv=argv)
     socks = []
     try:
         limits = open(f"/proc/{app.proc.pid}/limits").read()
@@ -221,7 +223,7 @@ def test_open_file_limit_is_raised_and_one_address_cannot_exhaust_it(tmp_path):
 # ---- graceful stop (finding 23) ------------------------------------------------------------------
 
 def test_sigterm_with_idle_connections_open_stops_promptly(tmp_path):
-    app = Appliance(tmp_path / "data", free_port())
+    app = Appliance(tmp_path / "data")
     kept_alive = tls(app)
     kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert read_response(kept_alive)[0] == 200
@@ -290,28 +292,15 @@ class _Served:
 
         self.manager = TLSManager(tmp_path / "tls", TLSConfig(), "", SystemClock(), b"pw")
         self.manager.ensure()
-        self.port = free_port()
-        self.limits = dataclasses.replace(Limits.from_config(WebConfig()), max_per_address=1)
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=lambda: uvloop.run(self._main()), daemon=True)
-        self.thread.start()
-        assert self.started.wait(20)
-
-    async def _main(self) -> None:
-        from appliance.web.server import serve
-
-        self.task = asyncio.current_task()
-        self.loop = asyncio.get_running_loop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve(_ws_app, host="127.0.0.1", port=self.port, ssl_context=self.manager.ssl_context(),
-                        on_started=self.started.set, limits=self.limits)
+        limits = dataclasses.replace(Limits.from_config(WebConfig()), max_per_address=1)
+        self.server = ServerThread(self.manager.ssl_context(), app=_ws_app, limits=limits).start()
+        self.port = self.server.port
 
     def tls(self):
         return ssl.create_default_context(cafile=str(self.manager.ca_pem_path))
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(20)
+        self.server.stop()
 
 
 def test_a_websocket_holds_its_slot_until_it_closes(tmp_path):
@@ -324,16 +313,15 @@ def test_a_websocket_holds_its_slot_until_it_closes(tmp_path):
         with tcp(served) as second:
             assert closed_within(second, 5), "the WebSocket still holds the address's only slot"
         ws.close()
-        deadline = time.monotonic() + 10
-        while True:
+
+        def served_again() -> bool:
             try:
                 with tls(served) as again:
                     again.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                    if read_response(again)[0] == 200:
-                        break
+                    return read_response(again)[0] == 200
             except OSError:
-                pass  # refused: the slot is not back yet
-            assert time.monotonic() < deadline, "closing the WebSocket gives the slot back"
-            time.sleep(0.2)
+                return False  # refused: the slot is not back yet
+
+        assert wait_until(served_again, 10, interval=0.2), "closing the WebSocket gives the slot back"
     finally:
         served.stop()

@@ -13,7 +13,7 @@ import ssl
 import pytest
 
 from appliance.web.security import SecurityMiddleware
-from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import FAST_HASH_CONFIG, csrf_of
 from tests.web.rawclient import exchange, missing_security_headers, read_response, rss_kib, tls
 
 CONFIG = FAST_HASH_CONFIG + """
@@ -24,18 +24,8 @@ GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("frontdoor") / "data", free_port(), config=CONFIG)
-    yield app
-    app.stop()
-
-
-@pytest.fixture(scope="module")
-def admin_client(appliance):
-    with appliance.client() as client:
-        assert do_setup(client, appliance.setup_code()).status_code == 303
-        assert do_login(client).status_code == 303
-        yield client
+def appliance_config():
+    return CONFIG
 
 
 def _refused(response, status: int) -> None:
@@ -55,8 +45,8 @@ def _refused(response, status: int) -> None:
     GET + b"".join(b"X-H%d: v\r\n" % i for i in range(20_000)) + b"\r\n",
     GET + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",  # small, but too many headers
 ], ids=["40KiB-header", "8MiB-header", "1MiB-cookie", "20000-headers", "150-headers"])
-def test_oversized_request_heads_get_431_with_the_security_headers(appliance, head):
-    with tls(appliance) as sock:
+def test_oversized_request_heads_get_431_with_the_security_headers(shared_appliance, head):
+    with tls(shared_appliance) as sock:
         try:
             sock.sendall(head)
         except OSError:
@@ -64,22 +54,23 @@ def test_oversized_request_heads_get_431_with_the_security_headers(appliance, he
         _refused(read_response(sock), 431)
 
 
-def test_overlong_url_gets_414(appliance):
-    _refused(exchange(appliance, b"GET /healthz?q=" + b"a" * (16 * 1024) + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"), 414)
+def test_overlong_url_gets_414(shared_appliance):
+    long_url = b"GET /healthz?q=" + b"a" * (16 * 1024) + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    _refused(exchange(shared_appliance, long_url), 414)
 
 
-def test_a_head_under_the_limit_is_served(appliance):
+def test_a_head_under_the_limit_is_served(shared_appliance):
     head = GET + b"X-Fill: " + b"a" * (HEAD_LIMIT - 2048) + b"\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(80))
-    assert exchange(appliance, head + b"\r\n")[0] == 200
+    assert exchange(shared_appliance, head + b"\r\n")[0] == 200
 
 
-def test_an_unfinished_huge_head_does_not_grow_memory(appliance):
+def test_an_unfinished_huge_head_does_not_grow_memory(shared_appliance):
     """The review sent 300 MiB of one header without finishing it and watched RSS grow by 350 MB."""
-    before = rss_kib(appliance.proc.pid)
+    before = rss_kib(shared_appliance.proc.pid)
     chunk = b"a" * (64 * 1024)
     sent = 0
     answered = None
-    with tls(appliance) as sock:
+    with tls(shared_appliance) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Huge: ")
         try:
             while sent < 50 * 1024 * 1024:
@@ -95,15 +86,15 @@ def test_an_unfinished_huge_head_does_not_grow_memory(appliance):
                 answered = read_response(sock, timeout=5)
             except (OSError, ConnectionError):
                 pass
-        growth_mb = (rss_kib(appliance.proc.pid) - before) / 1024
+        growth_mb = (rss_kib(shared_appliance.proc.pid) - before) / 1024
     assert growth_mb < 30, f"server grew by {growth_mb:.0f} MB after {sent >> 20} MiB of unfinished header"
     assert answered is not None and answered[0] == 431, "the server answers 431 as soon as the head is too big"
     assert sent < 4 * 1024 * 1024, f"the server read {sent >> 20} MiB before refusing"
 
 
-def test_the_next_request_is_served_after_a_refusal(appliance):
-    _refused(exchange(appliance, GET + b"X-Big: " + b"a" * (40 * 1024) + b"\r\n\r\n"), 431)
-    assert exchange(appliance, GET + b"\r\n")[0] == 200
+def test_the_next_request_is_served_after_a_refusal(shared_appliance):
+    _refused(exchange(shared_appliance, GET + b"X-Big: " + b"a" * (40 * 1024) + b"\r\n\r\n"), 431)
+    assert exchange(shared_appliance, GET + b"\r\n")[0] == 200
 
 
 # ---- finding 13: Host header and parser errors --------------------------------------------------
@@ -113,21 +104,23 @@ def test_the_next_request_is_served_after_a_refusal(appliance):
     b"local host", b"localhost:+443", b"localhost:0x1bb",
 ])
 @pytest.mark.parametrize("path", [b"/api/v1/devices", b"/no-such-page", b"/login"])
-def test_malformed_host_gets_400_with_the_security_headers(appliance, host, path):
-    response = exchange(appliance, b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+def test_malformed_host_gets_400_with_the_security_headers(shared_appliance, host, path):
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+    response = exchange(shared_appliance, request)
     code, headers, body = response
     assert code == 400, (code, body[:200])
     assert not missing_security_headers(headers), missing_security_headers(headers)
-    assert "Exception in ASGI application" not in appliance.output()
+    assert "Exception in ASGI application" not in shared_appliance.output()
 
 
-def test_good_hosts_with_ports_still_work(appliance):
-    for host in (b"localhost", f"localhost:{appliance.port}".encode(), b"127.0.0.1:8443", b"[::1]:8443", b"[::1]"):
-        assert exchange(appliance, GET.replace(b"localhost", host) + b"\r\n")[0] == 200, host
+def test_good_hosts_with_ports_still_work(shared_appliance):
+    port = shared_appliance.port
+    for host in (b"localhost", f"localhost:{port}".encode(), b"127.0.0.1:8443", b"[::1]:8443", b"[::1]"):
+        assert exchange(shared_appliance, GET.replace(b"localhost", host) + b"\r\n")[0] == 200, host
 
 
-def test_unparsable_request_gets_400_with_the_security_headers(appliance):
-    _refused(exchange(appliance, b"GET /heal\nthz HTTP/1.1\r\nHost: localhost\r\n\r\n"), 400)
+def test_unparsable_request_gets_400_with_the_security_headers(shared_appliance):
+    _refused(exchange(shared_appliance, b"GET /heal\nthz HTTP/1.1\r\nHost: localhost\r\n\r\n"), 400)
 
 
 # ---- findings 13 and 14: `next` on /reauth --------------------------------------------------------
@@ -140,26 +133,26 @@ HOSTILE_NEXT = [
 
 
 @pytest.mark.parametrize("value", HOSTILE_NEXT, ids=[repr(v)[:30] for v in HOSTILE_NEXT])
-def test_reauth_next_falls_back_to_the_dashboard(appliance, admin_client, value):
-    page = admin_client.get("/reauth", params={"next": value})
+def test_reauth_next_falls_back_to_the_dashboard(shared_appliance, shared_admin_client, value):
+    page = shared_admin_client.get("/reauth", params={"next": value})
     assert page.status_code == 200
-    r = admin_client.post("/reauth", data={"_csrf": csrf_of(page.text), "next": value,
+    r = shared_admin_client.post("/reauth", data={"_csrf": csrf_of(page.text), "next": value,
                                            "secret": "correct horse battery staple 42"})
     assert r.status_code == 303 and r.headers["location"] == "/dashboard", r.headers.get("location")
 
 
 @pytest.mark.parametrize("value", ["/devices?tag=web&q=a%20b", "/users/5", "/account/sessions", "/dashboard#x"])
-def test_reauth_next_keeps_same_origin_paths(appliance, admin_client, value):
-    page = admin_client.get("/reauth", params={"next": value})
-    r = admin_client.post("/reauth", data={"_csrf": csrf_of(page.text), "next": value,
+def test_reauth_next_keeps_same_origin_paths(shared_appliance, shared_admin_client, value):
+    page = shared_admin_client.get("/reauth", params={"next": value})
+    r = shared_admin_client.post("/reauth", data={"_csrf": csrf_of(page.text), "next": value,
                                            "secret": "correct horse battery staple 42"})
     assert r.status_code == 303 and r.headers["location"] == value
 
 
-def test_raw_newline_in_next_does_not_drop_the_connection(appliance, admin_client):
-    cookie = "; ".join(f"{k}={v}" for k, v in admin_client.cookies.items())
+def test_raw_newline_in_next_does_not_drop_the_connection(shared_appliance, shared_admin_client):
+    cookie = "; ".join(f"{k}={v}" for k, v in shared_admin_client.cookies.items())
     for target in (b"/reauth?next=/%0a/evil", b"/reauth?next=/%0d%0aX:%20y", b"/reauth?next=/\n/evil"):
-        with tls(appliance) as sock:
+        with tls(shared_appliance) as sock:
             sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nCookie: " + cookie.encode()
                          + b"\r\nConnection: close\r\n\r\n")
             code, headers, body = read_response(sock)

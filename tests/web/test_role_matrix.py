@@ -45,13 +45,16 @@ def _browser_get_routes(data_dir):
 
 
 def _add_role_users(appliance) -> None:
-    """matrix-viewer, matrix-auditor, matrix-operator, with the admin's password."""
+    """matrix-viewer, matrix-auditor, matrix-operator, with the admin's password (once per server:
+    the module's tests share one)."""
     database, _ = open_database(appliance.data_dir, readers=1)
     try:
         password_hash = database.read_sync(
             lambda c: c.execute("SELECT password_hash FROM users WHERE username = 'admin'").fetchone()[0])
+        existing = {name for (name,) in database.read_sync(
+            lambda c: c.execute("SELECT username FROM users").fetchall())}
         for role in ROLES:
-            if role != "admin":
+            if role != "admin" and f"matrix-{role}" not in existing:
                 database.write_sync(lambda c, role=role: queries.insert_user(
                     c, username=f"matrix-{role}", role=role, password_hash=password_hash,
                     must_change_password=False, now=time.time()))
@@ -63,14 +66,14 @@ def _username(role: str) -> str:
     return "admin" if role == "admin" else f"matrix-{role}"
 
 
-def test_every_role_gets_exactly_its_permissions(appliance, admin_client, tmp_path):
+def test_every_role_gets_exactly_its_permissions(shared_appliance, tmp_path):
     routes = _browser_get_routes(tmp_path / "routes")
     assert len(routes) > 10
-    _add_role_users(appliance)
+    _add_role_users(shared_appliance)
     wrong, refused = [], {role: 0 for role in ROLES}
     for role in ROLES:
         username = _username(role)
-        with appliance.client(follow_redirects=False) as client:
+        with shared_appliance.client(follow_redirects=False) as client:
             assert do_login(client, username=username).status_code == 303, role
             for path, kind in routes:
                 status = client.get(path).status_code
@@ -88,8 +91,8 @@ def test_every_role_gets_exactly_its_permissions(appliance, admin_client, tmp_pa
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_roles_exist_as_data(appliance, role):
-    database, _ = open_database(appliance.data_dir, readers=1)
+def test_roles_exist_as_data(shared_appliance, role):
+    database, _ = open_database(shared_appliance.data_dir, readers=1)
     try:
         assert database.read_sync(lambda c: c.execute("SELECT count(*) FROM roles WHERE name = ?", (role,)).fetchone()[0]) == 1
     finally:
@@ -133,14 +136,14 @@ def _device_with_probe_status(appliance) -> int:
     return device_id
 
 
-def test_every_role_sees_exactly_the_parts_its_permissions_allow(appliance, admin_client):
-    _add_role_users(appliance)
-    device_id = _device_with_probe_status(appliance)
-    parts = _parts(appliance, device_id)
+def test_every_role_sees_exactly_the_parts_its_permissions_allow(shared_appliance):
+    _add_role_users(shared_appliance)
+    device_id = _device_with_probe_status(shared_appliance)
+    parts = _parts(shared_appliance, device_id)
     wrong = []
     for role in ROLES:
-        key = make_key(appliance, _username(role), role)
-        with appliance.client(follow_redirects=False) as client, api(appliance, key) as machine:
+        key = make_key(shared_appliance, _username(role), role)
+        with shared_appliance.client(follow_redirects=False) as client, api(shared_appliance, key) as machine:
             assert do_login(client, username=_username(role)).status_code == 303, role
             pages = {}
             for path, marker, permission in parts:

@@ -1,4 +1,10 @@
-"""ACL-4 and ACL-1: headers on every route, CSRF/Origin, Host allow list, body limits, guards."""
+"""ACL-4 and ACL-1: headers on every route, CSRF/Origin, Host allow list, body limits, guards.
+
+Guards and CSRF are checked in process, through the whole served stack (`asgi_client`: the
+security layer, Litestar, the guards) on a fresh database per test. What depends on the real
+listener (headers on every route as served, Host, body limits while reading, malformed HTTP)
+runs against one real server shared by the module (`shared_appliance`): none of those tests
+changes what the others see."""
 
 import socket
 import ssl
@@ -71,9 +77,9 @@ def test_undeclared_route_is_denied_by_default(tmp_path):
         services.close()
 
 
-def test_automatic_options_handlers_are_closed(appliance):
-    with appliance.client() as c:
-        assert c.options("/login").status_code == 403
+def test_automatic_options_handlers_are_closed(asgi_client):
+    c = asgi_client
+    assert c.options("/login").status_code == 403
 
 
 def _assert_headers(r, path):
@@ -84,9 +90,10 @@ def _assert_headers(r, path):
         assert r.headers.get("cache-control") == "no-store", f"{path}: not no-store"
 
 
-def test_security_headers_on_every_route(appliance, admin_client, route_table):
+def test_security_headers_on_every_route(shared_appliance, shared_admin_client, route_table):
+    admin_client = shared_admin_client
     paths = _get_paths(route_table) + ["/nonexistent", "/static/vendor/htmx.min.js"]
-    with appliance.client(follow_redirects=False) as anon:
+    with shared_appliance.client(follow_redirects=False) as anon:
         for path in paths:
             _assert_headers(anon.get(path), path)
             _assert_headers(admin_client.get(path), path)
@@ -99,7 +106,8 @@ def test_security_headers_on_every_route(appliance, admin_client, route_table):
     ({"Origin": None}, "missing Origin"),
     ({"Origin": "http://localhost"}, "foreign Origin"),
 ])
-def test_cross_site_post_is_refused(admin_client, headers, reason):
+def test_cross_site_post_is_refused(asgi_admin_client, headers, reason):
+    admin_client = asgi_admin_client
     token = csrf_of(admin_client.get("/dashboard").text)
     sent = {k: v for k, v in headers.items() if v is not None}
     request = admin_client.build_request("POST", "/logout", data={"_csrf": token}, headers=sent)
@@ -113,27 +121,29 @@ def test_cross_site_post_is_refused(admin_client, headers, reason):
     assert reason in log
 
 
-def test_post_without_or_with_wrong_token_is_refused(admin_client):
+def test_post_without_or_with_wrong_token_is_refused(asgi_admin_client):
+    admin_client = asgi_admin_client
     assert admin_client.post("/logout", data={}).status_code == 403
     assert admin_client.post("/logout", data={"_csrf": "x" * 43}).status_code == 403
     assert admin_client.post("/logout", headers={"X-CSRF-Token": "nope"}).status_code == 403
     assert admin_client.get("/dashboard").status_code == 200
 
 
-def test_login_form_needs_the_pre_session_token(appliance, admin_client):
-    with appliance.client() as fresh:
-        r = fresh.post("/login", data={"username": "admin", "password": "x"})
-        assert r.status_code == 403
+def test_login_form_needs_the_pre_session_token(asgi_admin_client, asgi_client):
+    fresh = asgi_client
+    r = fresh.post("/login", data={"username": "admin", "password": "x"})
+    assert r.status_code == 403
 
 
-def test_unknown_host_is_refused(appliance):
-    with appliance.client() as c:
+def test_unknown_host_is_refused(shared_appliance):
+    with shared_appliance.client() as c:
         r = c.get("/login", headers={"Host": "attacker.example"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_host"
-        assert c.get("/login", headers={"Host": f"127.0.0.1:{appliance.port}"}).status_code in (200, 303)
+        assert c.get("/login", headers={"Host": f"127.0.0.1:{shared_appliance.port}"}).status_code in (200, 303)
 
 
-def test_oversized_body_is_refused_before_reading(appliance, admin_client):
+def test_oversized_body_is_refused_before_reading(shared_admin_client):
+    admin_client = shared_admin_client
     big = "x" * (2 * 1024 * 1024)
     token = csrf_of(admin_client.get("/dashboard").text)
     r = admin_client.post("/logout", data={"_csrf": token, "pad": big})
@@ -141,7 +151,8 @@ def test_oversized_body_is_refused_before_reading(appliance, admin_client):
     assert admin_client.get("/dashboard").status_code == 200
 
 
-def test_oversized_chunked_body_is_refused(appliance, admin_client):
+def test_oversized_chunked_body_is_refused(shared_admin_client):
+    admin_client = shared_admin_client
     token = csrf_of(admin_client.get("/dashboard").text)
 
     def chunks():
@@ -160,8 +171,8 @@ def test_oversized_chunked_body_is_refused(appliance, admin_client):
     (b"--broken\r\nContent-Disposition: form-data\r\n\r\n", "multipart/form-data; boundary=broken"),
     (b"not json at all", "application/json"),
 ])
-def test_malformed_bodies_get_a_clear_refusal(appliance, body, ctype):
-    with appliance.client() as c:
+def test_malformed_bodies_get_a_clear_refusal(shared_appliance, body, ctype):
+    with shared_appliance.client() as c:
         c.get("/login")
         r = c.post("/login", content=body, headers={"Content-Type": ctype})
         assert 400 <= r.status_code < 500
@@ -169,7 +180,8 @@ def test_malformed_bodies_get_a_clear_refusal(appliance, body, ctype):
         assert c.get("/healthz").json() == {"status": "ok"}
 
 
-def test_malformed_http_is_answered_and_server_survives(appliance):
+def test_malformed_http_is_answered_and_server_survives(shared_appliance):
+    appliance = shared_appliance
     ctx = ssl.create_default_context(cafile=appliance.ca)
     with socket.create_connection(("127.0.0.1", appliance.port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -184,8 +196,8 @@ def test_malformed_http_is_answered_and_server_survives(appliance):
         assert c.get("/healthz").status_code == 200
 
 
-def test_json_error_shape_for_api_clients(appliance):
-    with appliance.client() as c:
+def test_json_error_shape_for_api_clients(shared_appliance):
+    with shared_appliance.client() as c:
         r = c.get("/audit", headers={"Accept": "application/json"})
         assert r.status_code == 401
         assert set(r.json()["error"]) == {"code", "message", "details"}
@@ -193,37 +205,34 @@ def test_json_error_shape_for_api_clients(appliance):
         assert r.status_code == 404 and r.json()["error"]["code"] == "http_404"
 
 
-def test_role_without_permission_is_denied_and_audited(appliance, admin_client):
+def test_role_without_permission_is_denied_and_audited(services, asgi_admin_client, asgi_client):
     """A viewer cannot read the audit log (ACL-1 permission table)."""
-    from appliance.app import open_database
     from appliance.auth import queries
 
-    database, _ = open_database(appliance.data_dir, readers=1)
-    try:
-        viewer_hash = database.read_sync(lambda c: c.execute("SELECT password_hash FROM users WHERE username='admin'").fetchone()[0])
-        database.write_sync(lambda c: queries.insert_user(c, username="vera", role="viewer", password_hash=viewer_hash,
-                                                          must_change_password=False, now=time.time()))
-    finally:
-        database.close()
-    with appliance.client() as viewer:
-        assert do_login(viewer, username="vera").status_code == 303
-        assert viewer.get("/dashboard").status_code == 200
-        assert viewer.get("/audit").status_code == 403
-        assert viewer.get("/audit/export.csv").status_code == 403
-        assert "Audit log" not in viewer.get("/dashboard").text
+    admin_client, database = asgi_admin_client, services.db
+    viewer_hash = database.read_sync(
+        lambda c: c.execute("SELECT password_hash FROM users WHERE username='admin'").fetchone()[0])
+    database.write_sync(lambda c: queries.insert_user(c, username="vera", role="viewer", password_hash=viewer_hash,
+                                                      must_change_password=False, now=time.time()))
+    viewer = asgi_client
+    assert do_login(viewer, username="vera").status_code == 303
+    assert viewer.get("/dashboard").status_code == 200
+    assert viewer.get("/audit").status_code == 403
+    assert viewer.get("/audit/export.csv").status_code == 403
+    assert "Audit log" not in viewer.get("/dashboard").text
     assert "access.denied" in admin_client.get("/audit", params={"action": "access.denied"}).text
 
 
-def test_browser_null_origin_is_accepted_only_with_same_origin_fetch_metadata(appliance):
+def test_browser_null_origin_is_accepted_only_with_same_origin_fetch_metadata(asgi_client):
     """Chromium sends Origin: null on form posts from no-referrer pages; Sec-Fetch-Site decides."""
-    with appliance.client() as c:
-        token = csrf_of(c.get("/setup").text)  # not set up yet: /login redirects here
-        form = {"_csrf": token, "username": "nobody", "password": "wrong-password-here"}
-        ok = c.post("/login", data=form, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
-        assert ok.status_code == 401, "a same-origin browser form must reach the handler"
-        for extra in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {}):
-            r = c.post("/login", data=form, headers={"Origin": "null", **extra})
-            assert r.status_code == 403, extra
+    c = asgi_client
+    token = csrf_of(c.get("/setup").text)  # not set up yet: /login redirects here
+    form = {"_csrf": token, "username": "nobody", "password": "wrong-password-here"}
+    ok = c.post("/login", data=form, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    assert ok.status_code == 401, "a same-origin browser form must reach the handler"
+    for extra in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {}):
+        r = c.post("/login", data=form, headers={"Origin": "null", **extra})
+        assert r.status_code == 403, extra
 
 
 def test_guards_run_without_handler_copies():
