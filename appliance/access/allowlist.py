@@ -11,12 +11,14 @@ one with the offending line named; changes are audited in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 import msgspec
 
 from appliance.access import queries
 from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.errors import OutpostError, ValidationError
@@ -36,7 +38,8 @@ def parse_networks(lines: list[str]) -> list[Network]:
     networks: list[Network] = []
     cleaned = [line.strip() for line in lines if line.strip()]
     if len(cleaned) > MAX_ENTRIES:
-        raise ValidationError(f"At most {MAX_ENTRIES} entries are allowed.", details={"networks": f"{len(cleaned)} entries given."})
+        raise ValidationError(f"At most {MAX_ENTRIES} entries are allowed.",
+                              details={"networks": f"{len(cleaned)} entries given."})
     for n, line in enumerate(cleaned, 1):
         if len(line) > 64:
             problems[f"line {n}"] = "Far too long for an address or network."
@@ -47,15 +50,16 @@ def parse_networks(lines: list[str]) -> list[Network]:
             try:
                 loose = ipaddress.ip_network(line, strict=False)
             except ValueError:
-                problems[f"line {n}"] = f"'{line}' is not an IPv4 or IPv6 address or CIDR network (e.g. 10.0.0.0/8, 2001:db8::/32)."
+                problems[f"line {n}"] = (f"'{line}' is not an IPv4 or IPv6 address or CIDR network "
+                                         "(e.g. 10.0.0.0/8, 2001:db8::/32).")
             else:
                 problems[f"line {n}"] = f"'{line}' has host bits set; did you mean {loose}?"
             continue
         if net not in networks:
             networks.append(net)
     if problems:
-        raise ValidationError("Some entries are not valid networks: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),
-                              details=problems)
+        listed = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        raise ValidationError("Some entries are not valid networks: " + listed, details=problems)
     return networks
 
 
@@ -95,10 +99,9 @@ class AllowList:
     def networks(self) -> list[Network]:
         if self.clock.monotonic() - self._loaded_at >= RELOAD_SECONDS:
             self._loaded_at = self.clock.monotonic()
-            try:
+            # The store is failing: keep enforcing the last list read rather than failing every request.
+            with contextlib.suppress(OutpostError):
                 self._networks = self.db.read_sync(_load)
-            except OutpostError:
-                pass  # the store is failing: keep enforcing the last list read rather than failing every request
         return self._networks
 
     def allows(self, address: str) -> bool:
@@ -122,7 +125,7 @@ class AllowList:
         def job(conn):
             before = _load(conn)
             queries.upsert_setting(conn, queries.ALLOWLIST_SETTING, msgspec.json.encode(values).decode())
-            audit.record(conn, ts=now, action="access.allowlist.update", actor=actor, target="settings:ip_allowlist",
+            audit.record(conn, ts=now, event=Event.ACCESS_ALLOWLIST_UPDATE, actor=actor, target="settings:ip_allowlist",
                          details={"networks": values, "previous": [str(n) for n in before]})
 
         await self.db.write(job)
@@ -135,7 +138,7 @@ def reset(db, actor: Actor, now: float) -> list[str]:
     def job(conn):
         before = [str(n) for n in _load(conn)]
         queries.delete_setting(conn, queries.ALLOWLIST_SETTING)
-        audit.record(conn, ts=now, action="access.allowlist.reset", actor=actor, target="settings:ip_allowlist",
+        audit.record(conn, ts=now, event=Event.ACCESS_ALLOWLIST_RESET, actor=actor, target="settings:ip_allowlist",
                      details={"previous": before})
         return before
 

@@ -14,12 +14,15 @@ import secrets
 from collections.abc import Callable
 
 from appliance.access import queries
-from appliance.access.models import ApiKey, ApiPrincipal, IssuedApiKey
-from appliance.audit import log as audit
+from appliance.access.models import ApiKey, IssuedApiKey
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
+from appliance.audit.service import AuditService
 from appliance.clock import Clock
 from appliance.config import AccessConfig
 from appliance.errors import ConflictError, NotFoundError, OutpostError, PermissionDeniedError, ValidationError
+from appliance.principal import Kind, Principal
+from appliance.store.connection import Connection, Database
 
 PREFIX = "op_"
 ID_HEX = 12
@@ -61,8 +64,23 @@ class InvalidApiKeyError(ApiKeyError):
 
 
 class KeyEscalationError(ApiKeyError, PermissionDeniedError):
+    """The caller may not hand out this role; `reason` (audited) says which check refused it."""
+
     code = "role_not_allowed"
     status = 403
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"Your role does not allow creating a key with the role {role}.",
+                         details={"role": f"Your role does not allow the role {role}."})
+        self.reason = reason
+
+
+class _NotOwnerError(NotFoundError):
+    """Another user's key, for a caller who may not revoke it: answered like a missing key
+    (no existence oracle), audited as denied."""
+
+    def __init__(self) -> None:
+        super().__init__("No such API key.")
 
 
 def parse_key(token: str) -> tuple[str, str]:
@@ -82,16 +100,18 @@ def rank_grantable(creator_rank: int, role_rank: int) -> bool:
 
 
 class ApiKeyService:
-    def __init__(self, db, config: AccessConfig, clock: Clock, pepper: bytes,
-                 grantable: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(self, db: Database, config: AccessConfig, clock: Clock, pepper: bytes, *,
+                 grantable: Callable[[str, str], bool]) -> None:
         """`grantable(holder_role, key_role)`: may a holder of one role hold a key of the other?
-        The composition root passes a permission-subset check (roles are not a strict chain:
-        an operator must not mint an auditor key); role ranks are checked as well."""
+        The composition root passes a permission-subset check (auth/permissions.covers; roles
+        are not a strict chain: an operator must not mint an auditor key); role ranks are
+        checked as well. Required: there is no allow-everything default."""
         self.db = db
         self.config = config
         self.clock = clock
+        self.audit = AuditService(db, clock)
         self._pepper = pepper
-        self._grantable = grantable or (lambda holder, role: True)
+        self._grantable = grantable
 
     def _mac(self, plaintext: str) -> bytes:
         return hmac.new(self._pepper, plaintext.encode("ascii"), hashlib.sha256).digest()
@@ -128,38 +148,38 @@ class ApiKeyService:
         plaintext = f"{PREFIX}{key_id}_{secret}"
         mac = self._mac(plaintext)
 
-        def job(conn):
+        def job(conn: Connection) -> ApiKey | None:
             owner = queries.get_owner(conn, owner_id)
             if owner is None or owner[2]:
                 raise NotFoundError("Your account no longer exists or is disabled.")
-            refusal = self._escalation(conn, owner[1], role) or self._escalation(conn, caller_role, role)
-            if refusal:
-                return refusal
+            self._ensure_grantable(conn, owner[1], role)
+            self._ensure_grantable(conn, caller_role, role)
             if queries.count_live_keys(conn, owner_id, now) >= self.config.api_keys_per_user:
-                raise ConflictError(f"You already hold {self.config.api_keys_per_user} live API keys; revoke one first.",
+                raise ConflictError(f"You already hold {self.config.api_keys_per_user} live API keys; "
+                                    "revoke one first.",
                                     details={"limit": self.config.api_keys_per_user})
             queries.insert_key(conn, key_id=key_id, user_id=owner_id, name=name, role=role, secret_mac=mac, now=now,
                                expires_at=now + days * 86400)
-            audit.record(conn, ts=now, action="apikey.create", actor=actor, target=f"apikey:{key_id}",
-                         details={"name": name, "role": role, "days": days, "owner": owner[0]})
+            self.audit.record(conn, Event.APIKEY_CREATE, ts=now, actor=actor, target=f"apikey:{key_id}",
+                              details={"name": name, "role": role, "days": days, "owner": owner[0]})
             return queries.get_key(conn, key_id)
 
-        result = await self.db.write(job)
-        if isinstance(result, str):
-            await self.db.write(lambda conn: audit.record(
-                conn, ts=now, action="apikey.create", actor=actor, outcome="denied", target=f"user:{owner_id}",
-                details={"role": role, "reason": result}))
-            raise KeyEscalationError(f"Your role does not allow creating a key with the role {role}.",
-                                     details={"role": f"Your role does not allow the role {role}."})
-        return IssuedApiKey(key=result, plaintext=plaintext)
+        try:
+            key = await self.db.write(job)
+        except KeyEscalationError as refused:  # rolled back: nothing was created
+            await self.audit.record_refusal(Event.APIKEY_CREATE, actor=actor, outcome="denied", ts=now,
+                                            target=f"user:{owner_id}", details={"role": role, "reason": refused.reason})
+            raise
+        assert key is not None  # inserted in the same transaction
+        return IssuedApiKey(key=key, plaintext=plaintext)
 
-    def _escalation(self, conn, creator_role: str, role: str) -> str | None:
+    def _ensure_grantable(self, conn: Connection, creator_role: str, role: str) -> None:
+        """KeyEscalationError unless a holder of `creator_role` may hand out `role`."""
         creator_rank, role_rank = queries.get_role_rank(conn, creator_role), queries.get_role_rank(conn, role)
         if creator_rank is None or role_rank is None or not rank_grantable(creator_rank, role_rank):
-            return "role ranks above the creator's"
+            raise KeyEscalationError(role, "role ranks above the creator's")
         if not self._grantable(creator_role, role):
-            return "role has permissions the creator lacks"
-        return None
+            raise KeyEscalationError(role, "role has permissions the creator lacks")
 
     # ---- list and revoke ------------------------------------------------------------
 
@@ -178,39 +198,40 @@ class ApiKeyService:
         """Revoke now; the next request with the key fails. Other users' keys look absent."""
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection) -> ApiKey | None:
             key = queries.get_key(conn, key_id) if _ID_RE.fullmatch(key_id) else None
             if key is None:
-                return None
+                raise NotFoundError("No such API key.")
             if key.user_id != by_user_id and not revoke_any:
-                return "foreign"
+                raise _NotOwnerError()
             if queries.update_revoked(conn, key_id, now):
-                audit.record(conn, ts=now, action="apikey.revoke", actor=actor, target=f"apikey:{key_id}",
-                             details={"name": key.name, "owner": key.username})
+                self.audit.record(conn, Event.APIKEY_REVOKE, ts=now, actor=actor, target=f"apikey:{key_id}",
+                                  details={"name": key.name, "owner": key.username})
             return queries.get_key(conn, key_id)
 
-        result = await self.db.write(job)
-        if result == "foreign":
-            await self.db.write(lambda conn: audit.record(
-                conn, ts=now, action="apikey.revoke", actor=actor, outcome="denied", target=f"apikey:{key_id}",
-                details={"reason": "not the owner"}))
-        if not isinstance(result, ApiKey):
+        try:
+            key = await self.db.write(job)
+        except _NotOwnerError:
+            await self.audit.record_refusal(Event.APIKEY_REVOKE, actor=actor, outcome="denied", ts=now,
+                                            target=f"apikey:{key_id}", details={"reason": "not the owner"})
+            raise
+        if key is None:
             raise NotFoundError("No such API key.")
-        return result
+        return key
 
-    def revoke_user_keys(self, conn, user_id: int, actor: Actor, now: float, reason: str) -> int:
+    def revoke_user_keys(self, conn: Connection, user_id: int, actor: Actor, now: float, reason: str) -> int:
         """Inside the caller's transaction: revoke every live key of a user, audited (one
         record naming the key ids). Wired by the composition root to password resets and
         changes: the keys were minted on the strength of the old password."""
         revoked = queries.update_revoked_for_user(conn, user_id, now)
         if revoked:
-            audit.record(conn, ts=now, action="apikey.revoke", actor=actor, target=f"user:{user_id}",
-                         details={"count": len(revoked), "keys": revoked[:50], "reason": reason})
+            self.audit.record(conn, Event.APIKEY_REVOKE, ts=now, actor=actor, target=f"user:{user_id}",
+                              details={"count": len(revoked), "keys": revoked[:50], "reason": reason})
         return len(revoked)
 
     # ---- authentication ---------------------------------------------------------------
 
-    async def authenticate(self, token: str, source: str) -> ApiPrincipal:
+    async def authenticate(self, token: str, source: str) -> Principal:
         """The principal for a presented key; InvalidApiKeyError (with a reason) otherwise.
 
         Never cached: the row is read on every call, so revocation is immediate."""
@@ -232,12 +253,12 @@ class ApiKeyService:
             raise InvalidApiKeyError("owner_role")
         if found.last_used_at is None or now - found.last_used_at >= LAST_USED_GRANULARITY:
             await self.db.write(lambda conn: queries.update_last_used(conn, key_id, now, source[:64]))
-        return ApiPrincipal(user_id=found.user_id, username=found.username, role=found.key_role, key_id=key_id,
-                            recent_auth=0.0, created_at=now, last_seen=now)
+        # recent_auth 0: a bearer key is never a step-up by itself (principal.py).
+        return Principal(user_id=found.user_id, username=found.username, role=found.key_role, kind=Kind.API_KEY,
+                         key_id=key_id, recent_auth=0.0, created_at=now, last_seen=now)
 
     async def record_failure(self, reason: str, source: str, key_id: str = "") -> None:
         """Audit a refused key (the reason and public id only, never the presented secret)."""
-        now = self.clock.now()
-        await self.db.write(lambda conn: audit.record(
-            conn, ts=now, action="apikey.auth.failure", actor=Actor(type="anonymous", name="", source=source),
-            outcome="failure", target=f"apikey:{key_id}" if key_id else "", details={"reason": reason}))
+        anonymous = Actor(type="anonymous", name="", source=source)
+        await self.audit.record_refusal(Event.APIKEY_AUTH_FAILURE, actor=anonymous, outcome="failure",
+                                        target=f"apikey:{key_id}" if key_id else "", details={"reason": reason})

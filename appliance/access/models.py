@@ -1,4 +1,4 @@
-"""API keys, the principal an API request acts as, and allow-list records (no I/O)."""
+"""API keys and their verifier (no I/O). An API request acts as an `appliance.principal.Principal` of kind api_key."""
 
 from __future__ import annotations
 
@@ -53,33 +53,3 @@ class KeyVerifier(msgspec.Struct, frozen=True, kw_only=True):
     owner_disabled: bool
     last_used_at: float | None
     last_used_ip: str
-
-
-class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who an API request acts as: the key's owner, limited to the key's role.
-
-    Carries the same attributes as auth's session Principal, so `permission(...)`
-    guards and the auth services apply unchanged. `recent_auth` is 0: a key is a bearer
-    secret anyone who copied it can replay, so it is never a step-up by itself; sensitive
-    API operations carry the owner's password (and TOTP code) and get a principal with a
-    fresh `recent_auth` from AuthService.confirm_owner (web/api/proof.py).
-    `session_hash` is empty: an API request has no session."""
-
-    user_id: int
-    username: str
-    role: str
-    key_id: str
-    recent_auth: float
-    session_hash: bytes = b""
-    csrf_token: str = ""
-    must_change_password: bool = False
-    created_at: float = 0.0
-    last_seen: float = 0.0
-    handle: str = ""
-    totp_enabled: bool = False
-    needs_totp_enrolment: bool = False
-    kind: str = "api_key"
-
-    @property
-    def pending_step(self) -> str | None:
-        return None

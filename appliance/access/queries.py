@@ -88,7 +88,8 @@ def get_setting(conn, key: str) -> str | None:
 
 
 def upsert_setting(conn, key: str, value: str) -> None:
-    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  (key, value))
 
 

@@ -1,6 +1,7 @@
 """Accounts, first-run setup, logins, 2FA, server-side sessions, step-up and the
-security policy (AUTH-1..8, ACL-1). One service, `AuthService` (service.py, with
-accounts.py and mfa.py mixed in); every method is HTTP-free and typed.
+security policy (AUTH-1..8, ACL-1). `AuthService` (service.py) composes one service per
+concern (setup, sessions, accounts, totp, stepup, policy) over a frozen `AuthContext`;
+every method is HTTP-free and typed.
 
 Invariants:
 - No default credentials: the first admin is created only with the one-time

@@ -23,10 +23,16 @@ class LoginFailedError(AuthError):
 
 
 class SetupError(AuthError):
-    """Setup refused; the message says why in plain words, details name the field."""
+    """Setup refused; the message says why in plain words, details name the field.
+
+    `reason` (audited as setup.failure) is one of: done, no_code, used, wrong_code, expired."""
 
     code = "setup_refused"
     status = 400
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, details={"code": message} if reason != "done" else {})
+        self.reason = reason
 
 
 class ReauthRequiredError(AuthError):

@@ -1,10 +1,14 @@
-"""Users, sessions and the signed-in principal (no I/O)."""
+"""Users, sessions, the security policy and TOTP records (no I/O).
+
+The caller type, `Principal`, lives in appliance/principal.py (access builds one too).
+"""
 
 from __future__ import annotations
 
 import msgspec
 
 from appliance import config
+from appliance.principal import Principal
 
 _AUTH_DEFAULTS = config.AuthConfig()  # the security policy's built-in defaults are [auth]'s
 
@@ -27,35 +31,6 @@ class UserCredentials(msgspec.Struct, frozen=True, kw_only=True):
 
     user: User
     password_hash: str
-
-
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is making the current request, resolved from the session cookie."""
-
-    user_id: int
-    username: str
-    role: str
-    session_hash: bytes
-    csrf_token: str
-    must_change_password: bool
-    created_at: float
-    last_seen: float
-    handle: str = ""
-    """Public random handle of this session (addresses it in pages; never the id)."""
-    recent_auth: float = 0.0
-    """When the user last proved who they are in this session (step-up, AUTH-8)."""
-    totp_enabled: bool = False
-    needs_totp_enrolment: bool = False
-    """The 2FA policy requires TOTP for this user and none is enrolled yet."""
-
-    @property
-    def pending_step(self) -> str | None:
-        """What the user must do before anything else: "password", "totp" or None."""
-        if self.must_change_password:
-            return "password"
-        if self.needs_totp_enrolment:
-            return "totp"
-        return None
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):

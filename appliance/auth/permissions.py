@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from appliance.errors import PermissionDeniedError
+
 
 class Role(StrEnum):
     """The roles, lowest rank first. The `roles` table (store/migrations/0001_initial.sql) holds
@@ -53,6 +55,12 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 def allowed(role: str, permission: str) -> bool:
     """True if role holds permission; unknown roles and permissions are denied."""
     return role in PERMISSIONS.get(permission, frozenset())
+
+
+def ensure_allowed(role: str, permission: str) -> None:
+    """Raise PermissionDeniedError (403, naming the permission) unless role holds permission."""
+    if not allowed(role, permission):
+        raise PermissionDeniedError("Your role does not allow this.", details={"permission": permission})
 
 
 def covers(holder: str, role: str) -> bool:

@@ -86,7 +86,8 @@ def check_password(password: str, *, username: str, min_length: int, require_com
     Reuse of earlier passwords is checked by the service (it needs the hashes)."""
     problems = []
     if len(password) < max(min_length, MIN_FLOOR):
-        problems.append(f"Use at least {max(min_length, MIN_FLOOR)} characters (a passphrase of several words is easiest).")
+        problems.append(f"Use at least {max(min_length, MIN_FLOOR)} characters "
+                        "(a passphrase of several words is easiest).")
     if len(password) > MAX_PASSWORD:
         problems.append(f"Use at most {MAX_PASSWORD} characters.")
         return problems
@@ -106,5 +107,6 @@ def check_password(password: str, *, username: str, min_length: int, require_com
     if password and len(set(lowered)) < 5:
         problems.append("Use more different characters; long runs of the same few characters are easy to guess.")
     elif is_common(password):
-        problems.append("This is a commonly used password (or a simple variation of one); choose something less guessable.")
+        problems.append("This is a commonly used password (or a simple variation of one); "
+                        "choose something less guessable.")
     return problems

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.auth.models import Principal, SessionInfo, User, UserCredentials
+from appliance.auth.models import SessionInfo, User, UserCredentials
 from appliance.crypto import tokens
+from appliance.principal import Principal
 
 _USER = ("id, username, role, must_change_password, disabled, failed_logins, locked_until, created_at,"
          " totp_seed IS NOT NULL, password_changed_at")
@@ -215,14 +216,16 @@ def update_recovery_used(conn, code_id: int, now: float) -> int:
 # ---- two-step sign-in (AUTH-6) -------------------------------------------------------
 
 def upsert_pending_login(conn, pre_hash: bytes, user_id: int, now: float, expires_at: float) -> None:
-    conn.execute("INSERT INTO pending_logins (pre_hash, user_id, created_at, expires_at, attempts) VALUES (?, ?, ?, ?, 0)"
+    conn.execute("INSERT INTO pending_logins (pre_hash, user_id, created_at, expires_at, attempts)"
+                 " VALUES (?, ?, ?, ?, 0)"
                  " ON CONFLICT (pre_hash) DO UPDATE SET user_id = excluded.user_id, created_at = excluded.created_at,"
                  " expires_at = excluded.expires_at, attempts = 0", (pre_hash, user_id, now, expires_at))
 
 
 def get_pending_login(conn, pre_hash: bytes) -> tuple[int, float, int] | None:
     """(user id, expiry, attempts so far)."""
-    r = conn.execute("SELECT user_id, expires_at, attempts FROM pending_logins WHERE pre_hash = ?", (pre_hash,)).fetchone()
+    r = conn.execute("SELECT user_id, expires_at, attempts FROM pending_logins WHERE pre_hash = ?",
+                     (pre_hash,)).fetchone()
     return (r[0], r[1], r[2]) if r else None
 
 
@@ -246,5 +249,6 @@ def get_setting(conn, key: str) -> str | None:
 
 
 def upsert_setting(conn, key: str, value: str) -> None:
-    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  (key, value))

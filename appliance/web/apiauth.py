@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 from appliance.access.apikeys import _MESSAGES, InvalidApiKeyError
-from appliance.audit import apiwrite, log as audit
+from appliance.audit import apiwrite
 from appliance.audit.apiwrite import ApiWrite
-from appliance.audit.models import Actor
+from appliance.audit.events import Event
 from appliance.web.security import CLIENT, PRINCIPAL
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -108,7 +108,8 @@ class ApiGate:
                                         "Too many failed API-key attempts from your address; wait and try again.",
                                         {"retry_after": retry}, [(b"retry-after", str(retry).encode())])
                 self.budget.fail(client)
-                key_id = token.strip()[3:15] if exc.reason in ("unknown", "revoked", "expired", "disabled", "owner_role") else ""
+                named = exc.reason in ("unknown", "revoked", "expired", "disabled", "owner_role")
+                key_id = token.strip()[3:15] if named else ""  # the public id only, never the secret
                 await self.services.apikeys.record_failure(exc.reason, client, key_id)
                 return await reject(send, 401, exc.code, exc.message, exc.details, _WWW_AUTH)
         if method not in UNSAFE or scope[PRINCIPAL] is None:
@@ -128,7 +129,7 @@ class ApiGate:
             await send(message)
 
         principal = scope[PRINCIPAL]
-        pending = ApiWrite(actor=Actor(type="api_key", name=principal.username, source=scope[CLIENT]),
+        pending = ApiWrite(actor=principal.actor(scope[CLIENT]),
                            target=f"apikey:{principal.key_id}", method=scope.get("method", ""), path=scope["path"])
         token = apiwrite.CURRENT.set(pending)
         try:
@@ -137,7 +138,6 @@ class ApiGate:
             apiwrite.CURRENT.reset(token)
             if pending.seq is None or status >= 400:
                 outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
-                now = self.services.clock.now()
-                await self.services.db.write(lambda conn: audit.record(
-                    conn, ts=now, action="api.write", actor=pending.actor, outcome=outcome, target=pending.target,
-                    details=pending.details(status)))
+                # Nothing of this request's was recorded in a change's transaction (refused, failed, no-op).
+                await self.services.audit.record_alone(Event.API_WRITE, actor=pending.actor, outcome=outcome,
+                                                       target=pending.target, details=pending.details(status))

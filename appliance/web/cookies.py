@@ -26,7 +26,7 @@ def ensure_pre_session(request: Request) -> str | None:
     if request.cookies.get(PRE_SESSION_COOKIE):
         return None
     token = tokens.new_token(32)
-    request.scope["outpost.pre_csrf"] = token
+    request.scope["outpost.pre_csrf"] = token  # type: ignore[typeddict-unknown-key]  # ours; web/render.py reads it
     return token
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
-from appliance.auth.models import Principal
 from appliance.auth.permissions import allowed
 from appliance.crypto import tokens
 from appliance.errors import OutpostError, PermissionDeniedError
+from appliance.principal import Kind, Principal
 from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
 
 ACCESS_ATTR = "__outpost_access__"
@@ -52,7 +53,8 @@ def _access(kind: str):
 
 
 def principal_of(connection: ASGIConnection) -> Principal | None:
-    return connection.scope.get(PRINCIPAL)
+    who = connection.scope.get(PRINCIPAL)
+    return who if isinstance(who, Principal) else None
 
 
 @_access("public")
@@ -78,7 +80,7 @@ class PendingStepError(OutpostError):
 
 
 def _ensure_no_pending_step(principal: Principal, handler: BaseRouteHandler) -> None:
-    step = getattr(principal, "pending_step", None)
+    step = principal.pending_step
     if step and not handler.opt.get(PENDING_OK):
         raise PendingStepError(step)
 
@@ -93,17 +95,14 @@ async def authenticated(connection: ASGIConnection, handler: BaseRouteHandler) -
     _ensure_no_pending_step(principal, handler)
 
 
-async def _refuse(connection: ASGIConnection, exc: OutpostError, action: str, reason: str) -> None:
+async def _refuse(connection: ASGIConnection, exc: OutpostError, event: Event, reason: str) -> None:
     """Audit a refused request, then raise. Nothing changed, so the record stands alone."""
     services = connection.app.state.services
     principal = principal_of(connection)
-    actor = Actor(type=getattr(principal, "kind", "user") if principal else "anonymous",
-                  name=principal.username if principal else "",
-                  source=connection.scope.get(CLIENT, "unknown"))
-    now = services.clock.now()
-    await services.db.write(lambda conn: audit.record(
-        conn, ts=now, action=action, actor=actor, outcome="denied", target=connection.scope["path"][:200],
-        details={"method": connection.scope.get("method", ""), "reason": reason}))
+    source = str(connection.scope.get(CLIENT) or "unknown")
+    actor = principal.actor(source) if principal else Actor(type="anonymous", name="", source=source)
+    await services.audit.record_refusal(event, actor=actor, target=connection.scope["path"][:200],
+                                        details={"method": connection.scope.get("method", ""), "reason": reason})
     raise exc
 
 
@@ -117,8 +116,9 @@ def permission(name: str):
             raise NotAuthenticatedError()
         _ensure_no_pending_step(principal, handler)
         if not allowed(principal.role, name):
-            await _refuse(connection, PermissionDeniedError("Your role does not allow this.", details={"permission": name}),
-                          "access.denied", f"role {principal.role} lacks {name}")
+            await _refuse(connection,
+                          PermissionDeniedError("Your role does not allow this.", details={"permission": name}),
+                          Event.ACCESS_DENIED, f"role {principal.role} lacks {name}")
 
     guard.__name__ = f"permission_{name.replace('.', '_')}"
     return guard
@@ -128,10 +128,10 @@ async def writing_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Extra guard (not an access rule) on API routes that change keys or sessions: an API
     key whose role lacks `apikeys.write` (viewer, auditor keys) is refused, audited."""
     principal = principal_of(connection)
-    if getattr(principal, "kind", "") == "api_key" and not allowed(principal.role, "apikeys.write"):
+    if principal is not None and principal.kind is Kind.API_KEY and not allowed(principal.role, "apikeys.write"):
         await _refuse(connection, PermissionDeniedError("A read-only API key cannot change API keys or sessions.",
                                                         details={"permission": "apikeys.write"}),
-                      "access.denied", f"{principal.role} key lacks apikeys.write")
+                      Event.ACCESS_DENIED, f"{principal.role} key lacks apikeys.write")
 
 
 def access_kinds(handler: BaseRouteHandler) -> list[str]:
@@ -144,7 +144,7 @@ async def deny_undeclared(connection: ASGIConnection, handler: BaseRouteHandler)
     """App-level: a route without exactly one access guard is refused (deny by default)."""
     if len(access_kinds(handler)) != 1:
         await _refuse(connection, PermissionDeniedError("This route has no access rule and is closed."),
-                      "access.denied", "route without access rule")
+                      Event.ACCESS_DENIED, "route without access rule")
 
 
 def same_origin(connection: ASGIConnection) -> str | None:
@@ -174,38 +174,27 @@ async def csrf_protect(connection: ASGIConnection, handler: BaseRouteHandler) ->
     if connection.scope.get("method") not in UNSAFE or connection.scope["path"].startswith("/api/"):
         return
     if reason := same_origin(connection):
-        await _refuse(connection, CSRFError(reason), "access.csrf.denied", reason)
+        await _refuse(connection, CSRFError(reason), Event.ACCESS_CSRF_DENIED, reason)
     sent = connection.headers.get("x-csrf-token")
     if sent is None:
         try:
-            form = await connection.form()  # cached: the handler reads the same parsed form
+            # Litestar hands HTTP guards the handler's own Request: its parsed form is cached for it.
+            form = await connection.form() if isinstance(connection, Request) else {}
         except Exception:
             form = {}  # unreadable body: treated as carrying no token
         sent = form.get("_csrf")
     principal = principal_of(connection)
     expected = principal.csrf_token if principal else connection.cookies.get(PRE_SESSION_COOKIE)
     if not sent or not expected or not isinstance(sent, str) or not tokens.equal(sent, expected):
-        await _refuse(connection, CSRFError("missing or wrong token"), "access.csrf.denied", "missing or wrong token")
+        await _refuse(connection, CSRFError("missing or wrong token"), Event.ACCESS_CSRF_DENIED,
+                      "missing or wrong token")
 
 
 async def app_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """The one app-level guard: deny undeclared routes, then check CSRF.
 
-    One guard, not two: Litestar copies the route handler for every guard it runs
-    (~7 µs each), so app-level checks are folded together."""
+    One guard, not two: each guard Litestar runs costs a call per request, so app-level
+    checks are folded together (web/guardrunner.py removes the handler copy per guard)."""
     await deny_undeclared(connection, handler)
     await csrf_protect(connection, handler)
 
-
-async def _authorize_without_copy(self: BaseRouteHandler, connection: ASGIConnection) -> None:
-    """Run the handler's guards, handing them the handler itself.
-
-    Litestar passes each guard `copy(handler)` (~20 µs per guard per request, measured
-    by bench/web.py: most of the security layers' cost). Our guards only read the
-    handler, never change it, so the copy buys nothing. tests/web/test_security.py
-    checks that this is installed and that guards still refuse."""
-    for guard in self.resolve_guards():
-        await guard(connection, self)
-
-
-BaseRouteHandler.authorize_connection = _authorize_without_copy  # type: ignore[method-assign]
