@@ -95,10 +95,10 @@ def account_services(db: Database, cfg: Config, paths: DataDir, clock: Clock, ha
     password reset or change revokes the user's API keys in the same transaction (AUTH-5;
     auth may not import access, so the link is made here). The API-key pepper lives outside
     the database."""
-    auth = AuthService(db, cfg.auth, clock, hasher, vault_key=vault_key,
-                       hostname=cfg.web.hostname or socket.gethostname())
     apikeys = ApiKeyService(db, cfg.access, clock, load_or_create_key(paths.apikey_key), grantable=permissions.covers)
-    auth.password_replaced_hooks.append(apikeys.revoke_user_keys)  # keys end with the password
+    auth = AuthService(db, cfg.auth, clock, hasher, vault_key=vault_key,
+                       hostname=cfg.web.hostname or socket.gethostname(),
+                       password_replaced=apikeys.revoke_user_keys)  # keys end with the password
     return auth, apikeys
 
 

@@ -12,7 +12,7 @@ from importlib import resources
 from litestar import Litestar
 from litestar.static_files import create_static_files_router
 
-from appliance.web import errors, guards, jsonlimits
+from appliance.web import errors, guardrunner, guards, jsonlimits
 from appliance.web.api import devices as api_devices
 from appliance.web.api import health as api_health
 from appliance.web.api import apikeys as api_apikeys
@@ -47,6 +47,7 @@ API_ROUTES = [*api_apikeys.ROUTES, *api_audit.ROUTES, *api_health.ROUTES, *api_u
 
 
 def create_app(services) -> Litestar:
+    guardrunner.install()  # the one patch of Litestar: explicit and version-checked (web/guardrunner.py)
     config = services.config.web
     static_dir = resources.files("appliance.web").joinpath("static")
     static = create_static_files_router(path="/static", directories=[str(static_dir)], guards=[guards.public],
@@ -75,4 +76,4 @@ def create_asgi(services) -> SecurityMiddleware:
     config = services.config.web
     return SecurityMiddleware(create_app(services), allowed_hosts=services.allowed_hosts,
                               max_body=config.max_body_bytes, trusted_proxies=list(config.trusted_proxies),
-                              resolve=services.auth.resolve, allow=services.allowlist.allows, api_gate=ApiGate(services))
+                              resolve=services.auth.sessions.resolve, allow=services.allowlist.allows, api_gate=ApiGate(services))

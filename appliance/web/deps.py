@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from litestar.connection import ASGIConnection
 
 from appliance.audit.models import Actor
-from appliance.auth.models import Principal
+from appliance.principal import Principal
 from appliance.web.guards import NotAuthenticatedError
 from appliance.web.security import CLIENT, PRINCIPAL
 
@@ -50,9 +50,7 @@ def client(request: ASGIConnection) -> str:
 
 def actor(request: ASGIConnection) -> Actor:
     """The audit actor: an API key acts for its owner (actor_type api_key), a session for its user."""
-    who = principal(request)
-    kind = "api_key" if getattr(who, "kind", "user") == "api_key" else "user"
-    return Actor(type=kind, name=who.username, source=client(request))
+    return principal(request).actor(client(request))
 
 
 def user_agent(request: ASGIConnection) -> str:

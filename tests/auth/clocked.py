@@ -39,7 +39,7 @@ class ClockedAppliance:
         self.clock = FrozenClock(start=time.time())
         self.services = app_mod.build(cfg, self.clock)
         self.data_dir = Path(data_dir)
-        self.services.auth.ensure_setup_code(self.services.setup_code_file)
+        self.services.auth.setup.ensure_setup_code(self.services.setup_code_file)
         self.server = ServerThread(self.services.tls.ssl_context(), app=create_asgi(self.services)).start()
         self.url = f"https://localhost:{self.server.port}"
 

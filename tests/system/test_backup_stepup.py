@@ -112,7 +112,7 @@ def test_download_needs_the_proof_again_after_five_minutes(tmp_path):
     cfg = config_mod.with_data_dir(config_mod.parse(tomllib.loads(FAST_HASH_CONFIG)), str(tmp_path / "data"))
     clock = FrozenClock(start=time.time())
     services = app_mod.build(cfg, clock)
-    services.auth.ensure_setup_code(services.setup_code_file)
+    services.auth.setup.ensure_setup_code(services.setup_code_file)
     server = ServerThread(services.tls.ssl_context(), app=create_asgi(services)).start()
     url = f"https://localhost:{server.port}"
     try:

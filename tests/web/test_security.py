@@ -234,10 +234,3 @@ def test_browser_null_origin_is_accepted_only_with_same_origin_fetch_metadata(as
         r = c.post("/login", data=form, headers={"Origin": "null", **extra})
         assert r.status_code == 403, extra
 
-
-def test_guards_run_without_handler_copies():
-    """web/guards.py replaces Litestar's per-guard handler copy; the deny tests above prove
-    the guards still run and refuse."""
-    from litestar.handlers import BaseRouteHandler
-
-    assert BaseRouteHandler.authorize_connection is guards._authorize_without_copy

@@ -49,9 +49,7 @@ def client(request: Request) -> str:
 
 def actor(request: Request) -> Actor:
     """The audit actor: an API key's owner (actor_type api_key) or a signed-in user."""
-    who = principal(request)
-    kind = "api_key" if getattr(who, "kind", "") == "api_key" else "user"
-    return Actor(type=kind, name=who.username, source=client(request))
+    return principal(request).actor(client(request))
 
 
 def when(ts: float | None) -> str | None:

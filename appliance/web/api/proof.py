@@ -1,7 +1,7 @@
 """Step-up for API requests (AUTH-8; issue 11 findings 7 and 19).
 
 A key is a bearer credential: whoever holds it can replay it, so holding it never counts
-as a fresh re-authentication (`ApiPrincipal.recent_auth` is 0 and every step-up check in
+as a fresh re-authentication (an API key's `Principal.recent_auth` is 0 and every step-up check in
 the services refuses it). Sensitive API operations (user administration, minting keys,
 the security policy) carry the proof the browser asks for, in the JSON body: the key
 owner's `password`, plus `totp_code` (a current authenticator code) when the owner has
@@ -34,5 +34,5 @@ class Proof(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 async def proven(request: Request, password: str, totp_code: str | None):
     """The calling principal with a fresh step-up time, or ValidationError naming the bad field."""
-    return await services(request).auth.confirm_owner(principal(request), password=password, totp_code=totp_code,
+    return await services(request).auth.stepup.confirm_owner(principal(request), password=password, totp_code=totp_code,
                                                       source=client(request))

@@ -44,7 +44,7 @@ class SettingsOut(msgspec.Struct, frozen=True, kw_only=True):
      summary="Read the security settings")
 async def read_settings(request: Request) -> SettingsOut:
     svc = services(request)
-    return SettingsOut(security=svc.auth.policy, ip_allowlist=[str(n) for n in svc.allowlist.networks()])
+    return SettingsOut(security=svc.auth.policy.current, ip_allowlist=[str(n) for n in svc.allowlist.networks()])
 
 
 @put("/api/v1/settings/security", guards=[permission("settings.security")], name="api_settings_security",
@@ -54,7 +54,7 @@ async def read_settings(request: Request) -> SettingsOut:
 async def update_security(request: Request, data: SecurityPolicyIn) -> SecurityPolicy:
     who = await proven(request, data.password, data.totp_code)
     policy = SecurityPolicy(**{name: getattr(data, name) for name in SecurityPolicy.__struct_fields__})
-    return await services(request).auth.update_policy(who, policy, source=client(request))
+    return await services(request).auth.policy.update(who, policy, source=client(request))
 
 
 @get("/api/v1/settings/ip-allowlist", guards=[permission("settings.allowlist")], name="api_allowlist_read",

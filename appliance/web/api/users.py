@@ -90,7 +90,7 @@ def _now(request: Request) -> float:
 @get("/api/v1/users", guards=[permission("users.manage")], name="api_users_list", tags=["users"], summary="List users")
 async def list_users(request: Request) -> list[UserOut]:
     now = _now(request)
-    return [user_out(u, now) for u in await services(request).auth.list_users(principal(request))]
+    return [user_out(u, now) for u in await services(request).auth.accounts.list_users(principal(request))]
 
 
 @post("/api/v1/users", guards=[permission("users.manage")], name="api_users_create", tags=["users"], status_code=201,
@@ -98,7 +98,7 @@ async def list_users(request: Request) -> list[UserOut]:
                                            "temporary password, shown once; the user must change it.")
 async def create_user(request: Request, data: UserIn) -> UserWithPassword:
     who = await proven(request, data.password, data.totp_code)
-    temp = await services(request).auth.create_user(who, UserCreate(username=data.username, role=data.role),
+    temp = await services(request).auth.accounts.create_user(who, UserCreate(username=data.username, role=data.role),
                                                     source=client(request))
     return UserWithPassword(user=user_out(temp.user, _now(request)), temporary_password=temp.password)
 
@@ -106,7 +106,7 @@ async def create_user(request: Request, data: UserIn) -> UserWithPassword:
 @get("/api/v1/users/{user_id:int}", guards=[authenticated], name="api_users_get", tags=["users"],
      summary="Read a user", description="Yourself, or anyone for admins (others' ids answer 404).")
 async def get_user(request: Request, user_id: UserId) -> UserOut:
-    return user_out(await services(request).auth.get_user(principal(request), user_id), _now(request))
+    return user_out(await services(request).auth.accounts.get_user(principal(request), user_id), _now(request))
 
 
 @patch("/api/v1/users/{user_id:int}", guards=[permission("users.manage")], name="api_users_update", tags=["users"],
@@ -114,7 +114,7 @@ async def get_user(request: Request, user_id: UserId) -> UserOut:
        description="Needs the key owner's password (and TOTP code with 2FA). Revokes the user's sessions.")
 async def update_user(request: Request, user_id: UserId, data: UserPatch) -> UserOut:
     who = await proven(request, data.password, data.totp_code)
-    user = await services(request).auth.update_user(who, user_id,
+    user = await services(request).auth.accounts.update_user(who, user_id,
                                                     UserUpdate(role=data.role, disabled=data.disabled),
                                                     source=client(request))
     return user_out(user, _now(request))
@@ -123,7 +123,7 @@ async def update_user(request: Request, user_id: UserId, data: UserPatch) -> Use
 @post("/api/v1/users/{user_id:int}/unlock", guards=[permission("users.manage")], name="api_users_unlock",
       tags=["users"], status_code=200, summary="Unlock a locked account")
 async def unlock_user(request: Request, user_id: UserId) -> UserOut:
-    return user_out(await services(request).auth.unlock_user(principal(request), user_id, source=client(request)),
+    return user_out(await services(request).auth.accounts.unlock_user(principal(request), user_id, source=client(request)),
                     _now(request))
 
 
@@ -133,7 +133,7 @@ async def unlock_user(request: Request, user_id: UserId) -> UserOut:
                   "the user's sessions and API keys are revoked.")
 async def reset_password(request: Request, user_id: UserId, data: Proof) -> UserWithPassword:
     who = await proven(request, data.password, data.totp_code)
-    temp = await services(request).auth.reset_password(who, user_id, source=client(request))
+    temp = await services(request).auth.accounts.reset_password(who, user_id, source=client(request))
     return UserWithPassword(user=user_out(temp.user, _now(request)), temporary_password=temp.password)
 
 
@@ -142,7 +142,7 @@ async def reset_password(request: Request, user_id: UserId, data: Proof) -> User
       description="Needs the key owner's password (and TOTP code with 2FA). The user's sessions are revoked.")
 async def reset_totp(request: Request, user_id: UserId, data: Proof) -> UserOut:
     who = await proven(request, data.password, data.totp_code)
-    return user_out(await services(request).auth.reset_totp(who, user_id, source=client(request)), _now(request))
+    return user_out(await services(request).auth.accounts.reset_totp(who, user_id, source=client(request)), _now(request))
 
 
 @get("/api/v1/sessions", guards=[authenticated], name="api_sessions_list", tags=["sessions"],
@@ -151,7 +151,7 @@ async def reset_totp(request: Request, user_id: UserId, data: Proof) -> UserOut:
 async def list_sessions(request: Request, user_id: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None,
                         all: bool = False) -> list[SessionOut]:
     auth, who = services(request).auth, principal(request)
-    found = await (auth.list_all_sessions(who) if all else auth.list_sessions(who, user_id))
+    found = await (auth.sessions.list_all_sessions(who) if all else auth.sessions.list_sessions(who, user_id))
     return [session_out(s) for s in found]
 
 
@@ -159,7 +159,7 @@ async def list_sessions(request: Request, user_id: Annotated[int | None, Paramet
         tags=["sessions"], status_code=204, summary="Revoke a browser session",
         description="Yours, or anyone's for admins. Not with a read-only (viewer or auditor) key.")
 async def revoke_session(request: Request, handle: Annotated[str, Parameter(max_length=64)]) -> None:
-    await services(request).auth.revoke_session(principal(request), handle, source=client(request))
+    await services(request).auth.sessions.revoke_session(principal(request), handle, source=client(request))
 
 
 ROUTES = [list_users, create_user, get_user, update_user, unlock_user, reset_password, reset_totp, list_sessions,

@@ -39,14 +39,14 @@ async def account(request: Request) -> Response:
     auth = services(request).auth
     notice = "Your password was changed; your other sessions were signed out." \
         if request.query_params.get("changed") == "password" else ""
-    return page(request, "account/index.html", user=await auth.get_user(principal, principal.user_id),
-                codes_left=await auth.recovery_codes_left(principal) if principal.totp_enabled else 0,
-                policy=auth.policy, request_notice=notice)
+    return page(request, "account/index.html", user=await auth.accounts.get_user(principal, principal.user_id),
+                codes_left=await auth.totp.recovery_codes_left(principal) if principal.totp_enabled else 0,
+                policy=auth.policy.current, request_notice=notice)
 
 
 @get("/account/password", guards=[authenticated], name="account_password", opt=PENDING)
 async def password_page(request: Request) -> Response:
-    return page(request, "account/password.html", errors={}, policy=services(request).auth.policy)
+    return page(request, "account/password.html", errors={}, policy=services(request).auth.policy.current)
 
 
 @post("/account/password", guards=[authenticated], name="account_password_submit",
@@ -56,14 +56,14 @@ async def password_submit(request: Request) -> Response:
     auth = services(request).auth
     form = await request.form()
     try:
-        session = await auth.change_password(principal, current=text(form, "current"), new=text(form, "new"),
+        session = await auth.accounts.change_password(principal, current=text(form, "current"), new=text(form, "new"),
                                              confirm=text(form, "confirm"), source=source(request),
                                              user_agent=agent(request))
     except ValidationError as exc:
         return page(request, "account/password.html", status=400, errors=exc.details, message=exc.message,
-                    policy=auth.policy)
+                    policy=auth.policy.current)
     except RateLimitedError as exc:
-        return page(request, "account/password.html", status=429, errors={}, message=exc.message, policy=auth.policy)
+        return page(request, "account/password.html", status=429, errors={}, message=exc.message, policy=auth.policy.current)
     nxt = "/account/2fa" if session.principal.needs_totp_enrolment else "/account?changed=password"
     return with_session(redirect(nxt), session)
 
@@ -89,16 +89,16 @@ async def totp_page(request: Request) -> Response:
 async def _totp_view(request: Request, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
     principal = principal_of(request)
     auth = services(request).auth
-    pending = await auth.pending_totp_enrolment(principal)
+    pending = await auth.totp.pending_enrolment(principal)
     return page(request, "account/2fa.html", status=status, pending=pending,
                 qr=qr_svg(pending.uri) if pending else "", errors=errors or {}, message=message,
-                codes_left=await auth.recovery_codes_left(principal) if principal.totp_enabled else 0,
-                required=principal.needs_totp_enrolment or auth._needs_enrolment(principal.role, False))
+                codes_left=await auth.totp.recovery_codes_left(principal) if principal.totp_enabled else 0,
+                required=principal.needs_totp_enrolment or auth.policy.totp_required(principal.role))
 
 
 @post("/account/2fa/start", guards=[authenticated], name="account_2fa_start", opt=on_page("/account/2fa", **PENDING))
 async def totp_start(request: Request) -> Response:
-    await services(request).auth.begin_totp_enrolment(principal_of(request), source=source(request))
+    await services(request).auth.totp.begin_enrolment(principal_of(request), source=source(request))
     return redirect("/account/2fa")
 
 
@@ -108,7 +108,7 @@ async def totp_confirm(request: Request) -> Response:
     principal = principal_of(request)
     form = await request.form()
     try:
-        done = await services(request).auth.confirm_totp_enrolment(principal, code=text(form, "code"),
+        done = await services(request).auth.totp.confirm_enrolment(principal, code=text(form, "code"),
                                                                    source=source(request), user_agent=agent(request))
     except (TOTPError, ValidationError) as exc:
         return await _totp_view(request, errors={"code": exc.message}, message="The code was not accepted.",
@@ -123,7 +123,7 @@ async def totp_confirm(request: Request) -> Response:
 @post("/account/2fa/recovery", guards=[authenticated], name="account_2fa_recovery", opt=on_page("/account/2fa"))
 async def totp_recovery(request: Request) -> Response:
     try:
-        codes = await services(request).auth.regenerate_recovery_codes(principal_of(request), source=source(request))
+        codes = await services(request).auth.totp.regenerate_recovery_codes(principal_of(request), source=source(request))
     except ConflictError as exc:
         return await _totp_view(request, message=exc.message, status=409)
     return page(request, "account/recovery.html", codes=codes, first=False)
@@ -132,7 +132,7 @@ async def totp_recovery(request: Request) -> Response:
 @post("/account/2fa/disable", guards=[authenticated], name="account_2fa_disable", opt=on_page("/account/2fa"))
 async def totp_disable(request: Request) -> Response:
     try:
-        session = await services(request).auth.disable_totp(principal_of(request), source=source(request),
+        session = await services(request).auth.totp.disable(principal_of(request), source=source(request),
                                                             user_agent=agent(request))
     except ConflictError as exc:
         return await _totp_view(request, message=exc.message, status=409)
@@ -143,7 +143,7 @@ async def totp_disable(request: Request) -> Response:
 
 @get("/account/sessions", guards=[authenticated], name="account_sessions")
 async def sessions_page(request: Request) -> Response:
-    sessions = await services(request).auth.list_sessions(principal_of(request))
+    sessions = await services(request).auth.sessions.list_sessions(principal_of(request))
     return page(request, "account/sessions.html", sessions=sessions, base="/account/sessions",
                 notice=request.query_params.get("done", "")[:40])
 
@@ -152,7 +152,7 @@ async def sessions_page(request: Request) -> Response:
       opt=on_page("/account/sessions"))
 async def session_revoke(request: Request, handle: str) -> Response:
     principal = principal_of(request)
-    await services(request).auth.revoke_session(principal, handle, source=source(request))
+    await services(request).auth.sessions.revoke_session(principal, handle, source=source(request))
     if handle == principal.handle:
         return redirect("/login")
     return redirect("/account/sessions?done=revoked")
@@ -161,7 +161,7 @@ async def session_revoke(request: Request, handle: str) -> Response:
 @post("/account/sessions/revoke-others", guards=[authenticated], name="account_sessions_revoke_others",
       opt=on_page("/account/sessions"))
 async def sessions_revoke_others(request: Request) -> Response:
-    await services(request).auth.revoke_other_sessions(principal_of(request), source=source(request))
+    await services(request).auth.sessions.revoke_other_sessions(principal_of(request), source=source(request))
     return redirect("/account/sessions?done=others")
 
 
@@ -178,7 +178,7 @@ async def reauth_submit(request: Request) -> Response:
     form = await request.form()
     nxt = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
     try:
-        await services(request).auth.reauthenticate(principal_of(request), secret=text(form, "secret"),
+        await services(request).auth.stepup.reauthenticate(principal_of(request), secret=text(form, "secret"),
                                                     source=source(request))
     except ValidationError as exc:
         return page(request, "account/reauth.html", status=400, errors=exc.details, message=exc.message, next=nxt)

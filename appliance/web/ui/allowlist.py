@@ -24,7 +24,7 @@ def _form(request: Request, networks: str, *, status: int = 200, errors: dict | 
 @get("/settings/allowlist", guards=[ALLOWLIST], name="allowlist")
 async def allowlist_page(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal_of(request))
     notice = "The IP allow list was saved." if request.query_params.get("saved") else ""
     return _form(request, "\n".join(str(n) for n in svc.allowlist.networks()), notice=notice)
 
@@ -36,7 +36,7 @@ async def allowlist_submit(request: Request) -> Response:
     raw = ""
     try:
         raw = text(form, "networks")
-        svc.auth.require_recent_auth(principal_of(request))
+        svc.auth.stepup.require_recent_auth(principal_of(request))
         await svc.allowlist.replace(raw.splitlines(), caller=source(request), actor=actor(request))
     except ValidationError as exc:
         errors = {"networks": "; ".join(exc.details.values()) if exc.details else exc.message}

@@ -40,7 +40,7 @@ def _form(request: Request, *, values: dict, errors: dict, message: str = "", st
 @get("/api-keys/new", guards=[MANAGE], name="apikeys_new")
 async def new_page(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))  # step-up before the form, not after (AUTH-8)
+    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up before the form, not after (AUTH-8)
     who = principal_of(request)
     return _form(request, values={"role": who.role, "expires_days": str(svc.config.access.api_key_default_days)},
                  errors={})
@@ -54,7 +54,7 @@ async def create(request: Request) -> Response:
     values: dict = {}
     try:
         values = {name: text(form, name) for name in ("name", "role", "expires_days")}
-        svc.auth.require_recent_auth(who)
+        svc.auth.stepup.require_recent_auth(who)
         days_text = values["expires_days"].strip()
         if not days_text.isdigit() or len(days_text) > 4:
             raise ValidationError("Please correct the highlighted fields.",

@@ -65,7 +65,7 @@ async def _prove(request: Request, form) -> float:
         if not secret:
             continue
         try:  # a password never looks like a code (checked above), so each is checked as what it is
-            await svc.auth.reauthenticate(who, secret=secret, source=source(request))
+            await svc.auth.stepup.reauthenticate(who, secret=secret, source=source(request))
         except ValidationError:
             raise ValidationError("That is not right; nothing was done.",
                                   details={field: "That is not right."}) from None

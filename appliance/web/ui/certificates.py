@@ -32,7 +32,7 @@ def _page(request: Request, *, message: str = "", ok: str = "", warnings: list[s
     info = svc.tls.info()
     days = (info.leaf_not_after - svc.clock.now()) / 86400
     return page(request, "certificates/index.html", status=status, info=info, days_left=days, warn=days < EXPIRY_WARNING_DAYS,
-                message=message, ok=ok, warnings=warnings or [], step_up=svc.auth.has_recent_auth(principal_of(request)),
+                message=message, ok=ok, warnings=warnings or [], step_up=svc.auth.stepup.has_recent_auth(principal_of(request)),
                 hostname=importer.configured_hostname(svc.config.web.hostname, socket.gethostname()))
 
 
@@ -60,7 +60,7 @@ async def _audit(request: Request, action: str, *, outcome: str = "success", det
 @post("/settings/certificates/import", guards=[TLS], name="certificates_import", opt=on_page("/settings/certificates"))
 async def import_certificate(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))  # step-up: sends the browser to /reauth
+    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up: sends the browser to /reauth
     form = await request.form()
     hostname = importer.configured_hostname(svc.config.web.hostname, socket.gethostname())
     try:
@@ -90,7 +90,7 @@ async def import_certificate(request: Request) -> Response:
       opt=on_page("/settings/certificates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal_of(request))
     try:
         events = await asyncio.to_thread(svc.tls.rollback)
     except OutpostError as exc:
@@ -105,7 +105,7 @@ async def rollback(request: Request) -> Response:
       opt=on_page("/settings/certificates"))
 async def regenerate(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal_of(request))
     try:
         await asyncio.to_thread(svc.tls.regenerate)
     except OutpostError as exc:

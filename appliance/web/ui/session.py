@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Request, Response, get, post
 
 from appliance.auth.models import SecondFactorRequired
-from appliance.auth.service import LoginFailedError, SetupError
+from appliance.auth.errors import LoginFailedError, SetupError
 from appliance.crypto.totp import TOTPError
 from appliance.errors import RateLimitedError, ValidationError
 from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, with_pre_session
@@ -36,14 +36,14 @@ def _field(form, name: str) -> str:
 
 @get("/", guards=[public], name="root")
 async def root(request: Request) -> Response:
-    if await _services(request).auth.setup_required():
+    if await _services(request).auth.setup.setup_required():
         return _redirect("/setup")
     return _redirect("/dashboard" if principal_of(request) else "/login")
 
 
 @get("/setup", guards=[public], name="setup_page")
 async def setup_page(request: Request) -> Response:
-    if not await _services(request).auth.setup_required():
+    if not await _services(request).auth.setup.setup_required():
         return _redirect("/login")
     token = ensure_pre_session(request)
     return with_pre_session(render(request.app.state.templates, request, "setup.html", errors={}, values={}), token)
@@ -56,7 +56,7 @@ async def setup_submit(request: Request) -> Response:
     values, errors, message, status = {}, {}, "", 400
     try:
         values = {k: _field(form, k) for k in ("code", "username")}
-        await services.auth.complete_setup(code=values["code"], username=values["username"].strip(),
+        await services.auth.setup.complete_setup(code=values["code"], username=values["username"].strip(),
                                            password=_field(form, "password"), confirm=_field(form, "confirm"),
                                            source=request.scope[CLIENT], code_file=services.setup_code_file)
     except ValidationError as exc:
@@ -75,7 +75,7 @@ async def setup_submit(request: Request) -> Response:
 @get("/login", guards=[public], name="login_page")
 async def login_page(request: Request) -> Response:
     services = _services(request)
-    if await services.auth.setup_required():
+    if await services.auth.setup.setup_required():
         return _redirect("/setup")
     if principal_of(request):
         return _redirect("/dashboard")
@@ -91,7 +91,7 @@ async def login_submit(request: Request) -> Response:
     username, retry = "", None
     try:
         username = _field(form, "username").strip()
-        session = await services.auth.login(username=username, password=_field(form, "password"),
+        session = await services.auth.sessions.login(username=username, password=_field(form, "password"),
                                             source=request.scope[CLIENT],
                                             user_agent=request.headers.get("user-agent", ""),
                                             pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""))
@@ -133,7 +133,7 @@ async def login_2fa_submit(request: Request) -> Response:
     form = await request.form()
     errors, status = {}, 400
     try:
-        session = await services.auth.login_second_factor(
+        session = await services.auth.sessions.login_second_factor(
             pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""), code=_field(form, "code"),
             source=request.scope[CLIENT], user_agent=request.headers.get("user-agent", ""))
     except LoginFailedError:
@@ -150,7 +150,7 @@ async def login_2fa_submit(request: Request) -> Response:
 
 @post("/logout", guards=[authenticated], name="logout", opt=on_page("/dashboard", **PENDING))
 async def logout(request: Request) -> Response:
-    await _services(request).auth.logout(principal_of(request), request.scope[CLIENT])
+    await _services(request).auth.sessions.logout(principal_of(request), request.scope[CLIENT])
     response = _redirect("/login")
     response.set_cookie(cleared(SESSION_COOKIE))
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'

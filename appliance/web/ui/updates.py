@@ -58,7 +58,7 @@ async def verify(request: Request) -> Response:
 @post("/updates/apply", guards=[MANAGE], name="updates_apply", opt=on_page("/updates"))
 async def apply(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))  # step-up (AUTH-8): sends the browser to /reauth
+    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up (AUTH-8): sends the browser to /reauth
     chosen = ""
     try:
         chosen = await _chosen(request)
@@ -77,7 +77,7 @@ async def apply(request: Request) -> Response:
 @post("/updates/rollback", guards=[MANAGE], name="updates_rollback", opt=on_page("/updates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
-    svc.auth.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal_of(request))
     try:
         updater = svc.updates.updater(actor(request))
         st = await asyncio.to_thread(updater.request_rollback)

@@ -22,7 +22,7 @@ MANAGE = permission("users.manage")
 
 async def _list(request: Request, *, status: int = 200, errors: dict | None = None, values: dict | None = None,
                 message: str = "", created=None) -> Response:
-    users = await services(request).auth.list_users(principal_of(request))
+    users = await services(request).auth.accounts.list_users(principal_of(request))
     return page(request, "users/list.html", status=status, users=users, roles=ROLES, errors=errors or {},
                 values=values or {}, message=message, created=created, now=services(request).clock.now())
 
@@ -38,7 +38,7 @@ async def users_create(request: Request) -> Response:
     values = {}
     try:
         values = {"username": text(form, "username").strip(), "role": text(form, "role")}
-        created = await services(request).auth.create_user(principal_of(request), UserCreate(**values),
+        created = await services(request).auth.accounts.create_user(principal_of(request), UserCreate(**values),
                                                            source=source(request))
     except ValidationError as exc:
         return await _list(request, status=400, errors=exc.details, values=values, message=exc.message)
@@ -49,8 +49,8 @@ async def _detail(request: Request, user_id: int, *, status: int = 200, message:
                   temporary=None) -> Response:
     auth = services(request).auth
     principal = principal_of(request)
-    user = await auth.get_user(principal, user_id)
-    sessions = await auth.list_sessions(principal, user_id)
+    user = await auth.accounts.get_user(principal, user_id)
+    sessions = await auth.sessions.list_sessions(principal, user_id)
     return page(request, "users/detail.html", status=status, user=user, sessions=sessions, roles=ROLES,
                 message=message, notice=notice, temporary=temporary, now=services(request).clock.now())
 
@@ -62,7 +62,7 @@ async def user_detail(request: Request, user_id: int) -> Response:
 
 async def _update(request: Request, user_id: int, change: UserUpdate, done: str) -> Response:
     try:
-        await services(request).auth.update_user(principal_of(request), user_id, change, source=source(request))
+        await services(request).auth.accounts.update_user(principal_of(request), user_id, change, source=source(request))
     except (LastAdminError, ValidationError) as exc:
         return await _detail(request, user_id, status=exc.status, message=exc.message)
     return redirect(f"/users/{user_id}?done={done}")
@@ -90,34 +90,34 @@ async def user_enable(request: Request, user_id: int) -> Response:
 
 @post("/users/{user_id:int}/unlock", guards=[MANAGE], name="user_unlock", opt=on_page("/users/{user_id}"))
 async def user_unlock(request: Request, user_id: int) -> Response:
-    await services(request).auth.unlock_user(principal_of(request), user_id, source=source(request))
+    await services(request).auth.accounts.unlock_user(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=unlocked")
 
 
 @post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password",
       opt=on_page("/users/{user_id}"))
 async def user_reset_password(request: Request, user_id: int) -> Response:
-    temporary = await services(request).auth.reset_password(principal_of(request), user_id, source=source(request))
+    temporary = await services(request).auth.accounts.reset_password(principal_of(request), user_id, source=source(request))
     return await _detail(request, user_id, temporary=temporary)
 
 
 @post("/users/{user_id:int}/reset-2fa", guards=[MANAGE], name="user_reset_2fa", opt=on_page("/users/{user_id}"))
 async def user_reset_2fa(request: Request, user_id: int) -> Response:
-    await services(request).auth.reset_totp(principal_of(request), user_id, source=source(request))
+    await services(request).auth.accounts.reset_totp(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=2fa")
 
 
 @post("/users/{user_id:int}/sessions/revoke-all", guards=[MANAGE], name="user_sessions_revoke",
       opt=on_page("/users/{user_id}"))
 async def user_sessions_revoke(request: Request, user_id: int) -> Response:
-    await services(request).auth.revoke_other_sessions(principal_of(request), user_id, source=source(request))
+    await services(request).auth.sessions.revoke_other_sessions(principal_of(request), user_id, source=source(request))
     return redirect(f"/users/{user_id}?done=sessions")
 
 
 @post("/users/{user_id:int}/sessions/{handle:str}/revoke", guards=[MANAGE], name="user_session_revoke",
       opt=on_page("/users/{user_id}"))
 async def user_session_revoke(request: Request, user_id: int, handle: str) -> Response:
-    await services(request).auth.revoke_session(principal_of(request), handle, source=source(request))
+    await services(request).auth.sessions.revoke_session(principal_of(request), handle, source=source(request))
     return redirect(f"/users/{user_id}?done=session")
 
 
