@@ -9,7 +9,7 @@ import io
 import pytest
 
 from tests.api.helpers import api, error_of, make_key, sql
-from tests.conftest import ADMIN, ADMIN_PASSWORD, Appliance, FAST_HASH_CONFIG, do_login, do_setup, free_port
+from tests.conftest import ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG
 
 CONFIG = FAST_HASH_CONFIG + """
 [access]
@@ -18,28 +18,19 @@ api_key_failures_per_minute = 8
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("api") / "data", free_port(), config=CONFIG)
-    yield app
-    app.stop()
+def appliance_config():
+    return CONFIG
 
 
 @pytest.fixture(scope="module")
-def admin_client(appliance):
-    with appliance.client() as client:
-        assert do_setup(client, appliance.setup_code()).status_code == 303
-        assert do_login(client).status_code == 303
-        yield client
+def admin_key(shared_appliance):
+    return make_key(shared_appliance, ADMIN, "admin")
 
 
 @pytest.fixture(scope="module")
-def admin_key(appliance, admin_client):
-    return make_key(appliance, ADMIN, "admin")
-
-
-@pytest.fixture(scope="module")
-def operator(appliance, admin_key):
+def operator(shared_appliance, admin_key):
     """An operator created through the API; returns (user id, temporary password, key)."""
+    appliance = shared_appliance
     with api(appliance, admin_key) as c:
         r = c.post("/api/v1/users", json={"username": "olga", "role": "operator", "password": ADMIN_PASSWORD})
         assert r.status_code == 201, r.text
@@ -47,29 +38,29 @@ def operator(appliance, admin_key):
     return body["user"]["id"], body["temporary_password"], make_key(appliance, "olga", "operator")
 
 
-def test_key_reaches_its_role_and_write_uses_are_audited(appliance, admin_key, operator):
-    with api(appliance, admin_key) as c:
+def test_key_reaches_its_role_and_write_uses_are_audited(shared_appliance, admin_key, operator):
+    with api(shared_appliance, admin_key) as c:
         r = c.get("/api/v1/health")
         assert r.status_code == 200 and r.json()["version"]
         users = c.get("/api/v1/users").json()
         assert [u["username"] for u in users][:1] == ["admin"]
         r = c.get("/api/v1/audit", params={"action": "api.write", "limit": 5})
         assert r.status_code == 200
-    rows = sql(appliance, "SELECT actor_type, actor, outcome FROM audit_log WHERE action = 'api.write'")
+    rows = sql(shared_appliance, "SELECT actor_type, actor, outcome FROM audit_log WHERE action = 'api.write'")
     assert ("api_key", "admin", "success") in rows  # POST /api/v1/users by the operator fixture
     
 
-def test_session_cookie_never_reaches_the_api(appliance, admin_client):
-    r = admin_client.get("/api/v1/health")
+def test_session_cookie_never_reaches_the_api(shared_appliance, shared_admin_client):
+    r = shared_admin_client.get("/api/v1/health")
     assert r.status_code == 401 and error_of(r)["code"] == "not_authenticated"
-    assert admin_client.get("/dashboard").status_code == 200
+    assert shared_admin_client.get("/dashboard").status_code == 200
 
 
-def test_key_only_in_the_authorization_header(appliance, admin_key):
-    with api(appliance) as c:
+def test_key_only_in_the_authorization_header(shared_appliance, admin_key):
+    with api(shared_appliance) as c:
         assert c.get("/api/v1/health", params={"api_key": admin_key}).status_code == 401
         assert c.get("/api/v1/health", params={"access_token": admin_key}).status_code == 401
-    with api(appliance, cookies={"api_key": admin_key, "__Host-outpost": admin_key}) as c:
+    with api(shared_appliance, cookies={"api_key": admin_key, "__Host-outpost": admin_key}) as c:
         assert c.get("/api/v1/health").status_code == 401
         r = c.get("/api/v1/health", headers={"Authorization": f"Token {admin_key}"})
         assert r.status_code == 401 and error_of(r)["details"]["reason"] == "scheme"
@@ -84,43 +75,43 @@ def test_key_only_in_the_authorization_header(appliance, admin_key):
     (lambda k: k[:-2] + ("AA" if k[-2:] != "AA" else "BB"), "unknown"),
     (lambda k: k[:3] + "0123456789ab" + k[15:], "unknown"),
 ])
-def test_bad_keys_get_401_with_the_reason(appliance, admin_key, mangle, reason):
-    with api(appliance, mangle(admin_key), local_address="127.0.0.4") as c:
+def test_bad_keys_get_401_with_the_reason(shared_appliance, admin_key, mangle, reason):
+    with api(shared_appliance, mangle(admin_key), local_address="127.0.0.4") as c:
         r = c.get("/api/v1/health")
     assert r.status_code == 401
     err = error_of(r)
     assert err["code"] == "invalid_api_key" and err["details"]["reason"] == reason
     assert admin_key[15:] not in r.text
-    log = sql(appliance, "SELECT details FROM audit_log WHERE action = 'apikey.auth.failure'")
+    log = sql(shared_appliance, "SELECT details FROM audit_log WHERE action = 'apikey.auth.failure'")
     assert all(admin_key[16:] not in d for (d,) in log), "the secret never reaches the audit log"
 
 
-def test_failed_key_attempts_are_throttled_per_address(appliance, admin_key):
-    with api(appliance, "op_000000000000_" + "A" * 43, local_address="127.0.0.3") as bad:
+def test_failed_key_attempts_are_throttled_per_address(shared_appliance, admin_key):
+    with api(shared_appliance, "op_000000000000_" + "A" * 43, local_address="127.0.0.3") as bad:
         codes = [bad.get("/api/v1/health").status_code for _ in range(10)]
     assert codes[:8] == [401] * 8 and codes[8:] == [429, 429]
-    with api(appliance, "op_000000000000_" + "A" * 43, local_address="127.0.0.3") as bad:
+    with api(shared_appliance, "op_000000000000_" + "A" * 43, local_address="127.0.0.3") as bad:
         r = bad.get("/api/v1/health")
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    with api(appliance, admin_key, local_address="127.0.0.3") as c:
+    with api(shared_appliance, admin_key, local_address="127.0.0.3") as c:
         assert c.get("/api/v1/health").status_code == 200, "a valid key works from a throttled address"
-    with api(appliance, admin_key) as other:
+    with api(shared_appliance, admin_key) as other:
         assert other.get("/api/v1/health").status_code == 200, "other addresses are unaffected"
 
 
-def test_form_bodies_are_refused_with_415(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_form_bodies_are_refused_with_415(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         r = c.post("/api/v1/users", data={"username": "formy", "role": "viewer"})
         assert r.status_code == 415 and error_of(r)["code"] == "unsupported_media_type"
         r = c.post("/api/v1/users", content=b"username=x", headers={"Content-Type": "text/plain"})
         assert r.status_code == 415
         r = c.post("/api/v1/users", content=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and error_of(r)["code"].startswith("http_400")
-    assert not sql(appliance, "SELECT id FROM users WHERE username = 'formy'")
+    assert not sql(shared_appliance, "SELECT id FROM users WHERE username = 'formy'")
 
 
-def test_validation_errors_name_the_field(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_validation_errors_name_the_field(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         r = c.post("/api/v1/users", json={"username": "x" * 65, "role": "viewer"})
         assert r.status_code == 400
         r = c.post("/api/v1/users", json={"username": "ok-name", "role": "root"})
@@ -131,9 +122,9 @@ def test_validation_errors_name_the_field(appliance, admin_key):
         assert r.status_code == 400 and "since" in error_of(r)["details"]
 
 
-def test_operator_cannot_mint_an_admin_or_auditor_key(appliance, operator):
+def test_operator_cannot_mint_an_admin_or_auditor_key(shared_appliance, operator):
     _, password, key = operator
-    with api(appliance, key) as c:
+    with api(shared_appliance, key) as c:
         for role in ("admin", "auditor"):
             r = c.post("/api/v1/api-keys", json={"name": "escalate", "role": role, "password": password})
             assert r.status_code == 403, r.text
@@ -145,16 +136,16 @@ def test_operator_cannot_mint_an_admin_or_auditor_key(appliance, operator):
         created = r.json()
         assert created["api_key"].startswith(f"op_{created['key']['id']}_") and created["key"]["role"] == "viewer"
         assert c.get(f"/api/v1/api-keys/{created['key']['id']}").json()["state"] == "active"
-    rows = sql(appliance, "SELECT outcome FROM audit_log WHERE action = 'apikey.create' AND actor = 'olga'")
+    rows = sql(shared_appliance, "SELECT outcome FROM audit_log WHERE action = 'apikey.create' AND actor = 'olga'")
     assert rows.count(("denied",)) == 2 and ("success",) in rows
 
 
-def test_viewer_key_cannot_reach_admin_resources(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_viewer_key_cannot_reach_admin_resources(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         assert c.post("/api/v1/users", json={"username": "vic", "role": "viewer",
                                              "password": ADMIN_PASSWORD}).status_code == 201
-    key = make_key(appliance, "vic", "viewer")
-    with api(appliance, key) as c:
+    key = make_key(shared_appliance, "vic", "viewer")
+    with api(shared_appliance, key) as c:
         assert c.get("/api/v1/health").status_code == 200
         for method, path in [("GET", "/api/v1/users"), ("POST", "/api/v1/users"), ("GET", "/api/v1/audit"),
                              ("GET", "/api/v1/settings"), ("PUT", "/api/v1/settings/ip-allowlist"),
@@ -164,57 +155,57 @@ def test_viewer_key_cannot_reach_admin_resources(appliance, admin_key):
             error_of(r)
 
 
-def test_user_cannot_see_or_revoke_another_users_key(appliance, admin_key, operator):
-    with api(appliance, admin_key) as admin:
+def test_user_cannot_see_or_revoke_another_users_key(shared_appliance, admin_key, operator):
+    with api(shared_appliance, admin_key) as admin:
         mine = admin.get("/api/v1/api-keys").json()
         admin_key_id = next(k["id"] for k in mine if admin_key.startswith(k["prefix"]))
     _, _, op_key = operator
-    with api(appliance, op_key) as c:
+    with api(shared_appliance, op_key) as c:
         assert c.get(f"/api/v1/api-keys/{admin_key_id}").status_code == 404
         r = c.delete(f"/api/v1/api-keys/{admin_key_id}")
         assert r.status_code == 404 and error_of(r)["code"] == "not_found"
         assert all(k["owner"] == "olga" for k in c.get("/api/v1/api-keys").json())
         assert c.get("/api/v1/api-keys", params={"all": "true"}).status_code == 403
-    with api(appliance, admin_key) as admin:
+    with api(shared_appliance, admin_key) as admin:
         assert admin.get("/api/v1/health").status_code == 200, "the admin's key still works"
         assert {k["owner"] for k in admin.get("/api/v1/api-keys", params={"all": "true"}).json()} >= {"admin", "olga"}
-    assert sql(appliance, "SELECT outcome FROM audit_log WHERE action = 'apikey.revoke' AND target = ?",
+    assert sql(shared_appliance, "SELECT outcome FROM audit_log WHERE action = 'apikey.revoke' AND target = ?",
                (f"apikey:{admin_key_id}",)) == [("denied",)]
 
 
-def test_revoked_key_fails_on_the_very_next_request(appliance, admin_key):
-    key = make_key(appliance, ADMIN, "viewer")
+def test_revoked_key_fails_on_the_very_next_request(shared_appliance, admin_key):
+    key = make_key(shared_appliance, ADMIN, "viewer")
     key_id = key[3:15]
-    with api(appliance, key) as c:
+    with api(shared_appliance, key) as c:
         assert c.get("/api/v1/health").status_code == 200
-        with api(appliance, admin_key) as admin:
+        with api(shared_appliance, admin_key) as admin:
             r = admin.delete(f"/api/v1/api-keys/{key_id}")
             assert r.status_code == 200 and r.json()["state"] == "revoked"
         r = c.get("/api/v1/health")
         assert r.status_code == 401 and error_of(r)["details"]["reason"] == "revoked"
 
 
-def test_expired_key_and_disabled_owner_fail(appliance, admin_key):
-    key = make_key(appliance, ADMIN, "viewer")
-    sql(appliance, "UPDATE api_keys SET expires_at = 1 WHERE id = ?", (key[3:15],))
-    with api(appliance, key) as c:
+def test_expired_key_and_disabled_owner_fail(shared_appliance, admin_key):
+    key = make_key(shared_appliance, ADMIN, "viewer")
+    sql(shared_appliance, "UPDATE api_keys SET expires_at = 1 WHERE id = ?", (key[3:15],))
+    with api(shared_appliance, key) as c:
         r = c.get("/api/v1/health")
         assert r.status_code == 401 and error_of(r)["details"]["reason"] == "expired"
 
 
-def test_last_used_time_and_address_are_recorded(appliance, admin_key):
-    key = make_key(appliance, ADMIN, "viewer")
-    with api(appliance, key, local_address="127.0.0.5") as c:
+def test_last_used_time_and_address_are_recorded(shared_appliance, admin_key):
+    key = make_key(shared_appliance, ADMIN, "viewer")
+    with api(shared_appliance, key, local_address="127.0.0.5") as c:
         assert c.get("/api/v1/health").status_code == 200
-    with api(appliance, admin_key) as admin:
+    with api(shared_appliance, admin_key) as admin:
         listed = {k["id"]: k for k in admin.get("/api/v1/api-keys").json()}
     assert listed[key[3:15]]["last_used_ip"] == "127.0.0.5" and listed[key[3:15]]["last_used_at"]
-    stored = sql(appliance, "SELECT secret_mac FROM api_keys WHERE id = ?", (key[3:15],))[0][0]
+    stored = sql(shared_appliance, "SELECT secret_mac FROM api_keys WHERE id = ?", (key[3:15],))[0][0]
     assert key.encode() not in bytes(stored) and len(stored) == 32
 
 
-def test_audit_pagination_and_export(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_audit_pagination_and_export(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         first = c.get("/api/v1/audit", params={"limit": 3}).json()
         assert len(first["items"]) == 3 and first["next_cursor"] == first["items"][-1]["seq"]
         second = c.get("/api/v1/audit", params={"limit": 3, "cursor": first["next_cursor"]}).json()
@@ -226,15 +217,15 @@ def test_audit_pagination_and_export(appliance, admin_key):
         r = c.get("/api/v1/audit/export", params={"format": "jsonl", "limit": "x"})
         assert r.status_code == 200
         assert c.get("/api/v1/audit/export", params={"format": "xml"}).status_code == 400
-    assert sql(appliance, "SELECT actor_type FROM audit_log WHERE action = 'audit.export'")[-1] == ("api_key",)
+    assert sql(shared_appliance, "SELECT actor_type FROM audit_log WHERE action = 'audit.export'")[-1] == ("api_key",)
 
 
-def test_metrics_need_a_key(appliance, admin_client, admin_key):
-    with api(appliance) as anon:
+def test_metrics_need_a_key(shared_appliance, shared_admin_client, admin_key):
+    with api(shared_appliance) as anon:
         assert anon.get("/metrics").status_code == 401
-    assert admin_client.get("/metrics").status_code == 401, "the session cookie is not enough"
-    viewer = make_key(appliance, ADMIN, "viewer")
-    with api(appliance, viewer) as c:
+    assert shared_admin_client.get("/metrics").status_code == 401, "the session cookie is not enough"
+    viewer = make_key(shared_appliance, ADMIN, "viewer")
+    with api(shared_appliance, viewer) as c:
         r = c.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
     names = {line.split("{")[0].split(" ")[0] for line in r.text.splitlines() if line and not line.startswith("#")}
@@ -244,8 +235,8 @@ def test_metrics_need_a_key(appliance, admin_client, admin_key):
     assert 'outpost_info{version="' in r.text
 
 
-def test_openapi_and_docs_are_local(appliance):
-    with api(appliance) as c:
+def test_openapi_and_docs_are_local(shared_appliance):
+    with api(shared_appliance) as c:
         doc = c.get("/api/v1/openapi.json")
         assert doc.status_code == 200
         spec = doc.json()
@@ -259,8 +250,8 @@ def test_openapi_and_docs_are_local(appliance):
     assert "style=" not in page.text
 
 
-def test_login_report_api(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_login_report_api(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         r = c.get("/api/v1/audit/logins")
         assert r.status_code == 200
         body = r.json()
@@ -268,9 +259,9 @@ def test_login_report_api(appliance, admin_key):
         assert c.get("/api/v1/audit/logins", params={"since": "2026-01-02", "until": "2026-01-01"}).status_code == 400
 
 
-def test_sessions_and_settings_resources(appliance, admin_client, admin_key, operator):
+def test_sessions_and_settings_resources(shared_appliance, shared_admin_client, admin_key, operator):
     operator_id, _, op_key = operator
-    with api(appliance, admin_key) as admin:
+    with api(shared_appliance, admin_key) as admin:
         sessions = admin.get("/api/v1/sessions", params={"all": "true"}).json()
         assert any(s["username"] == "admin" and s["handle"] for s in sessions)
         admin_handle = next(s["handle"] for s in sessions if s["username"] == "admin")
@@ -281,15 +272,15 @@ def test_sessions_and_settings_resources(appliance, admin_client, admin_key, ope
         assert r.status_code == 200 and r.json()["lockout_threshold"] == 12
         r = admin.put("/api/v1/settings/security", json=dict(policy, session_idle_minutes=99))
         assert r.status_code == 400 and "session_idle_minutes" in error_of(r)["details"]
-    with api(appliance, op_key) as op:
+    with api(shared_appliance, op_key) as op:
         assert op.get("/api/v1/sessions").json() == [], "the operator has no browser session"
         assert op.get("/api/v1/sessions", params={"user_id": 1}).status_code == 404, "no one else's list by id"
         assert op.get("/api/v1/sessions", params={"all": "true"}).status_code == 403
         assert op.delete(f"/api/v1/sessions/{admin_handle}").status_code == 404
         assert op.get(f"/api/v1/users/{operator_id}").json()["username"] == "olga"
         assert op.get("/api/v1/users/1").status_code == 404
-    assert admin_client.get("/dashboard").status_code == 200, "the admin's session survived"
-    rows = sql(appliance, "SELECT actor_type FROM audit_log WHERE action = 'policy.security.update'")
+    assert shared_admin_client.get("/dashboard").status_code == 200, "the admin's session survived"
+    rows = sql(shared_appliance, "SELECT actor_type FROM audit_log WHERE action = 'policy.security.update'")
     assert rows, "the policy change was audited"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.helpers import api, error_of, make_key
-from tests.conftest import ADMIN, Appliance, do_login, do_setup, free_port
+from tests.conftest import ADMIN
 
 MAX_DEPTH = 32  # appliance.web.jsonlimits.MAX_DEPTH, documented in the README
 INT64_MAX = 2**63 - 1
@@ -15,27 +15,18 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("hostile") / "data", free_port())
-    with app.client() as client:
-        assert do_setup(client, app.setup_code()).status_code == 303
-        assert do_login(client).status_code == 303
-    yield app
-    app.stop()
-
-
-@pytest.fixture(scope="module")
-def client(appliance):
-    with api(appliance, make_key(appliance, ADMIN, "admin")) as c:
+def admin_api_client(shared_appliance):
+    """An API client with an admin key on the module's server."""
+    with api(shared_appliance, make_key(shared_appliance, ADMIN, "admin")) as c:
         yield c
 
 
 @pytest.fixture(autouse=True)
-def no_server_error(appliance):
+def no_server_error(shared_appliance):
     """Whatever a test sends, the server logs no unhandled exception and stays healthy."""
-    before = len(appliance.output())
+    before = len(shared_appliance.output())
     yield
-    log = appliance.output()[before:]
+    log = shared_appliance.output()[before:]
     assert "unhandled error" not in log, log[-2000:]
 
 
@@ -56,29 +47,29 @@ def too_deep(response) -> None:
     ("PATCH", "/api/v1/users/1", b'{"role": ' + nested(MAX_DEPTH) + b"}"),  # 33 levels with the outer object
     ("POST", "/api/v1/credentials", nested(200_000)),  # 400 KB, still under the body limit
 ])
-def test_deep_nesting_is_refused_before_decoding(client, method, path, body):
-    too_deep(client.request(method, path, content=body, headers=JSON))
+def test_deep_nesting_is_refused_before_decoding(admin_api_client, method, path, body):
+    too_deep(admin_api_client.request(method, path, content=body, headers=JSON))
 
 
-def test_nesting_up_to_the_limit_reaches_validation(client):
+def test_nesting_up_to_the_limit_reaches_validation(admin_api_client):
     # 32 levels (outer object included) is within the limit: the body is decoded and the
     # field validation answers, naming the field.
-    r = client.patch("/api/v1/users/1", content=b'{"role": ' + nested(MAX_DEPTH - 1) + b"}", headers=JSON)
+    r = admin_api_client.patch("/api/v1/users/1", content=b'{"role": ' + nested(MAX_DEPTH - 1) + b"}", headers=JSON)
     assert r.status_code == 400 and error_of(r)["details"]["fields"] == ["role"], r.text
 
 
-def test_brackets_inside_strings_do_not_count(client):
+def test_brackets_inside_strings_do_not_count(admin_api_client):
     notes = "[{" * 450 + '\\"' + "]}" * 450  # escaped quote: the scan must not leave the string early
-    r = client.post("/api/v1/devices", content=('{"name": "brackets", "address": "192.0.2.10", "notes": "%s"}'
+    r = admin_api_client.post("/api/v1/devices", content=('{"name": "brackets", "address": "192.0.2.10", "notes": "%s"}'
                                                 % notes).encode(), headers=JSON)
     assert r.status_code == 201, r.text
     assert r.json()["notes"] == notes.replace('\\"', '"')
-    assert client.delete(f"/api/v1/devices/{r.json()['id']}").status_code == 204
+    assert admin_api_client.delete(f"/api/v1/devices/{r.json()['id']}").status_code == 204
 
 
 @pytest.mark.parametrize("body", [b'{"name": ', b"[" * 10, b'{"name": "x"}}', b"\xff\xfe", b'{"name": "unterminated'])
-def test_malformed_json_is_a_400(client, body):
-    r = client.post("/api/v1/devices", content=body, headers=JSON)
+def test_malformed_json_is_a_400(admin_api_client, body):
+    r = admin_api_client.post("/api/v1/devices", content=body, headers=JSON)
     assert r.status_code == 400, r.text
     assert error_of(r)["message"] == "The request body is not valid JSON." and error_of(r)["details"]["reason"], r.text
 
@@ -96,16 +87,16 @@ def test_malformed_json_is_a_400(client, body):
     ("/api/v1/users/9223372036854775808", "user_id"),
     ("/api/v1/devices?offset=-1", "offset"),
 ])
-def test_out_of_range_integers_name_the_parameter(client, path, name):
-    r = client.get(path)
+def test_out_of_range_integers_name_the_parameter(admin_api_client, path, name):
+    r = admin_api_client.get(path)
     assert r.status_code == 400, r.text
     assert error_of(r)["details"]["fields"] == [name]
 
 
-def test_largest_ids_are_accepted_and_not_found(client):
-    assert client.get(f"/api/v1/audit?cursor={INT64_MAX}").status_code == 200
-    assert client.get(f"/api/v1/devices/{INT64_MAX}").status_code == 404
-    assert client.get(f"/api/v1/sessions?user_id={INT64_MAX}").status_code in (200, 404)
+def test_largest_ids_are_accepted_and_not_found(admin_api_client):
+    assert admin_api_client.get(f"/api/v1/audit?cursor={INT64_MAX}").status_code == 200
+    assert admin_api_client.get(f"/api/v1/devices/{INT64_MAX}").status_code == 404
+    assert admin_api_client.get(f"/api/v1/sessions?user_id={INT64_MAX}").status_code in (200, 404)
 
 
 @pytest.mark.parametrize("body, field", [
@@ -115,8 +106,8 @@ def test_largest_ids_are_accepted_and_not_found(client):
     ({"name": "d1", "address": "192.0.2.1", "port": 2**70}, "port"),
     ({"name": "d1", "address": "192.0.2.1", "poll_interval": 2**63}, "poll_interval"),
 ])
-def test_out_of_range_body_integers_name_the_field(client, body, field):
-    r = client.post("/api/v1/devices", json=body)
+def test_out_of_range_body_integers_name_the_field(admin_api_client, body, field):
+    r = admin_api_client.post("/api/v1/devices", json=body)
     assert r.status_code == 400, r.text
     details = error_of(r)["details"]  # the schema's bounds, or the device validation's own message
     assert field in details.get("fields", []) or field in details, r.text
@@ -130,16 +121,16 @@ def test_out_of_range_body_integers_name_the_field(client, body, field):
     ("POST", "/api/v1/devices", {"name": "x", "address": "192.0.2.1", "port": [22]}, ["port"]),
     ("PUT", "/api/v1/settings/ip-allowlist", {"networks": [1]}, ["networks[0]"]),
 ])
-def test_body_errors_name_the_field(client, method, path, body, fields):
-    r = client.request(method, path, json=body)
+def test_body_errors_name_the_field(admin_api_client, method, path, body, fields):
+    r = admin_api_client.request(method, path, json=body)
     assert r.status_code == 400, r.text
     err = error_of(r)
     assert err["details"]["fields"] == fields, err
     assert fields[0] in err["message"], err  # the message says which field, in plain words
 
 
-def test_every_integer_parameter_declares_its_bounds(client):
-    doc = client.get("/api/v1/openapi.json").json()
+def test_every_integer_parameter_declares_its_bounds(admin_api_client):
+    doc = admin_api_client.get("/api/v1/openapi.json").json()
     seen = []
     for path, item in doc["paths"].items():
         for method, op in item.items():
@@ -168,8 +159,8 @@ def test_no_api_handler_replaces_the_nesting_check():
 
 
 @pytest.mark.parametrize("size", [40_000, 200_000, 900_000])
-def test_large_body_within_the_limit_is_answered(client, size):
+def test_large_body_within_the_limit_is_answered(admin_api_client, size):
     # The request-head budget must not count the body: a body whose last read was larger than
     # the head limit (32 KiB) used to drop the connection with no response at all.
-    r = client.post("/api/v1/devices/import", json={"csv": "name,address\n" + "x" * size})
+    r = admin_api_client.post("/api/v1/devices/import", json={"csv": "name,address\n" + "x" * size})
     assert r.status_code == 400 and error_of(r)["code"] == "import_refused", r.text

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from tests.api.helpers import api, key_id, make_key, seed_user
-from tests.conftest import ADMIN, Appliance, do_login, do_setup, free_port
+from tests.conftest import ADMIN, do_login
 
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
@@ -36,25 +36,21 @@ REAL_SHARE = 4  # in 5 examples, the path names a seeded object
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("schema") / "data", free_port())
-    try:
+def fuzz_target(shared_appliance):
+    """(appliance, requests session with an admin key, seeded objects, the fuzzer's own user and key)."""
+    app = shared_appliance
+    for _ in range(2):  # two browser sessions to list and revoke
         with app.client() as client:
-            assert do_setup(client, app.setup_code()).status_code == 303
             assert do_login(client).status_code == 303
-        with app.client() as client:  # a second browser session to list and revoke
-            assert do_login(client).status_code == 303
-        key = make_key(app, ADMIN, "admin")
-        seeds = seed_objects(app, key)
-        with api(app, key) as c:
-            admin_id = next(u["id"] for u in c.get("/api/v1/users").json() if u["username"] == ADMIN)
-        session = requests.Session()
-        session.verify = app.ca
-        session.headers["Authorization"] = f"Bearer {key}"
-        yield app, session, seeds, {"user_id": admin_id, "key_id": key_id(key)}
-        session.close()  # no idle keep-alive connection left for the server to wait on
-    finally:
-        app.stop()
+    key = make_key(app, ADMIN, "admin")
+    seeds = seed_objects(app, key)
+    with api(app, key) as c:
+        admin_id = next(u["id"] for u in c.get("/api/v1/users").json() if u["username"] == ADMIN)
+    session = requests.Session()
+    session.verify = app.ca
+    session.headers["Authorization"] = f"Bearer {key}"
+    yield app, session, seeds, {"user_id": admin_id, "key_id": key_id(key)}
+    session.close()  # no idle keep-alive connection left for the server to wait on
 
 
 def seed_objects(app, key: str) -> dict[str, list]:
@@ -82,8 +78,8 @@ def seed_objects(app, key: str) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def api_schema(live):
-    app = live[0]
+def api_schema(fuzz_target):
+    app = fuzz_target[0]
     doc = httpx.get(f"{app.url}/api/v1/openapi.json", verify=app.tls()).json()
     return schemathesis.openapi.from_dict(doc)
 
@@ -101,8 +97,8 @@ def cases(operation, mode: GenerationMode, seeds: dict[str, list], own: dict):
     return st.integers(0, REAL_SHARE).flatmap(lambda pick: real if pick else generated)
 
 
-def test_api_conforms_to_its_schema(live, api_schema):
-    app, session, seeds, own = live
+def test_api_conforms_to_its_schema(fuzz_target, api_schema):
+    app, session, seeds, own = fuzz_target
     failures = []
     calls = []
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -145,12 +141,12 @@ def _int_bounds(schema: dict) -> tuple[int, int] | None:
     return None
 
 
-def test_edge_integers_and_deep_json_on_every_operation(live):
+def test_edge_integers_and_deep_json_on_every_operation(fuzz_target):
     """Beyond the fuzzer's examples: every integer parameter of the live document gets the
     values at and past its declared bounds and past 64 bits (out of bounds: 400, never 5xx),
     and every operation with a body gets JSON nested 1,000 deep (400, never 5xx). No real
     object is touched: ids are 0, negative or far beyond any row."""
-    app, session = live[0], live[1]
+    app, session = fuzz_target[0], fuzz_target[1]
     doc = session.get(f"{app.url}/api/v1/openapi.json", verify=app.ca).json()  # requests: env beats session.verify
     problems, sent = [], 0
     for path, item in doc["paths"].items():

@@ -15,25 +15,15 @@ import pytest
 
 from appliance.crypto import totp
 from tests.api.helpers import api, error_of, make_key, sql
-from tests.conftest import (ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, free_port,
-                            require_tool)
+from tests.conftest import ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG, csrf_of, do_login, require_tool
 
 NEW = "a brand new passphrase for step-up tests"
 
 
-@pytest.fixture
-def appliance(tmp_path):
-    app = Appliance(tmp_path / "data", free_port(), config=FAST_HASH_CONFIG + "login_attempts_per_minute = 500\n")
-    yield app
-    app.stop()
-
-
-@pytest.fixture
-def admin_client(appliance):
-    with appliance.client() as c:
-        assert do_setup(c, appliance.setup_code()).status_code == 303
-        assert do_login(c).status_code == 303
-        yield c
+# Each test gets its own server (`appliance`): they count audit records and enrol the admin in 2FA.
+@pytest.fixture(scope="module")
+def appliance_config():
+    return FAST_HASH_CONFIG + "login_attempts_per_minute = 500\n"
 
 
 class Authenticator:

@@ -1,67 +1,32 @@
 """Accounts over real HTTPS (ACL-1, AUTH-3..7): users pages, forced change, object-level
 checks, security policy form, 2FA pages, oversized input. One server for the module."""
 
-import contextlib
 import re
 import subprocess
 
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, free_port, require_tool
-
-NEW = "a brand new passphrase for web tests"
-
+from tests.auth.webusers import NEW, create_user, signed_in, user_id
+from tests.conftest import ADMIN_PASSWORD, FAST_HASH_CONFIG, csrf_of, do_login, require_tool
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def appliance_config():
     # many sign-ins from 127.0.0.1 in one module: raise the per-address limit (tested in process)
-    appliance = Appliance(tmp_path_factory.mktemp("accounts") / "data", free_port(),
-                          config=FAST_HASH_CONFIG + "login_attempts_per_minute = 500\n")
-    with appliance.client() as c:
-        assert do_setup(c, appliance.setup_code()).status_code == 303
-    yield appliance
-    appliance.stop()
+    return FAST_HASH_CONFIG + "login_attempts_per_minute = 500\n"
 
 
 @pytest.fixture
-def admin(app):
-    with app.client() as c:
+def admin(shared_appliance):
+    """A new admin sign-in on the module's server for each test (tests here revoke sessions)."""
+    with shared_appliance.client() as c:
         assert do_login(c).status_code == 303
         yield c
 
 
-def create_user(admin, username, role="viewer") -> str:
-    page = admin.get("/users")
-    r = admin.post("/users", data={"_csrf": csrf_of(page.text), "username": username, "role": role})
-    assert r.status_code == 200, r.text
-    return re.search(r'id="temporary-password">([^<]+)<', r.text).group(1)
-
-
-@contextlib.contextmanager
-def signed_in(app, username, password, new=NEW):
-    """A client for a new user after the forced password change."""
-    with app.client() as c:
-        yield _change(c, username, password, new)
-
-
-def _change(c, username, password, new):
-    assert do_login(c, username, password).status_code == 303
-    r = c.get("/dashboard")
-    assert r.status_code == 303 and r.headers["location"] == "/account/password"
-    page = c.get("/account/password")
-    r = c.post("/account/password", data={"_csrf": csrf_of(page.text), "current": password, "new": new, "confirm": new})
-    assert r.status_code == 303, r.text
-    return c
-
-
-def user_id(admin, username) -> int:
-    return int(re.search(rf'href="/users/(\d+)">{username}<', admin.get("/users").text).group(1))
-
-
-def test_forced_change_blocks_everything_but_the_change_page(app, admin):
+def test_forced_change_blocks_everything_but_the_change_page(shared_appliance, admin):
     temp = create_user(admin, "fiona")
     assert temp not in admin.get("/users").text, "the temporary password is shown once"
-    with app.client() as c:
+    with shared_appliance.client() as c:
         do_login(c, "fiona", temp)
         for path in ("/dashboard", "/account", "/account/sessions", "/audit"):
             r = c.get(path)
@@ -80,10 +45,10 @@ def test_forced_change_blocks_everything_but_the_change_page(app, admin):
         assert c.post("/logout", data={"_csrf": csrf_of(c.get("/account").text)}).status_code == 303
 
 
-def test_role_escalation_and_crafted_ids_are_refused(app, admin):
+def test_role_escalation_and_crafted_ids_are_refused(shared_appliance, admin):
     victim_handle = re.search(r'/account/sessions/([^/"]+)/revoke', admin.get("/account/sessions").text).group(1)
     temp = create_user(admin, "victor")
-    with signed_in(app, "victor", temp) as v:
+    with signed_in(shared_appliance, "victor", temp) as v:
         token = csrf_of(v.get("/account").text)
         admin_id = user_id(admin, "admin")
         assert v.get("/users").status_code == 403
@@ -98,9 +63,9 @@ def test_role_escalation_and_crafted_ids_are_refused(app, admin):
         assert "victor (viewer)" in v.get("/account").text
 
 
-def test_admin_changes_revoke_sessions_and_last_admin_is_kept(app, admin):
+def test_admin_changes_revoke_sessions_and_last_admin_is_kept(shared_appliance, admin):
     temp = create_user(admin, "wendy", "operator")
-    with signed_in(app, "wendy", temp) as w:
+    with signed_in(shared_appliance, "wendy", temp) as w:
         wid = user_id(admin, "wendy")
         token = csrf_of(admin.get(f"/users/{wid}").text)
         assert "Signed in" in admin.get(f"/users/{wid}").text
@@ -119,7 +84,7 @@ def test_admin_changes_revoke_sessions_and_last_admin_is_kept(app, admin):
     assert "user.disable" in log and "user.password.reset" in log and temp not in log
 
 
-def test_oversized_and_malformed_fields(app, admin):
+def test_oversized_and_malformed_fields(shared_appliance, admin):
     token = csrf_of(admin.get("/users").text)
     r = admin.post("/users", data={"_csrf": token, "username": "u" * 5000, "role": "viewer"})
     assert r.status_code == 400 and "Far too long" in r.text
@@ -130,7 +95,7 @@ def test_oversized_and_malformed_fields(app, admin):
     assert admin.get("/dashboard").status_code == 200, "nothing lost: still signed in"
 
 
-def test_security_policy_form(app, admin):
+def test_security_policy_form(shared_appliance, admin):
     page = admin.get("/settings/security")
     assert page.status_code == 200 and 'name="session_idle_minutes"' in page.text
     token = csrf_of(page.text)
@@ -148,10 +113,10 @@ def test_security_policy_form(app, admin):
                                                    "session_idle_minutes": "15"})
 
 
-def test_totp_over_http_with_replay_refused(app, admin):
+def test_totp_over_http_with_replay_refused(shared_appliance, admin):
     require_tool("oathtool")
     temp = create_user(admin, "tina")
-    with signed_in(app, "tina", temp) as t:
+    with signed_in(shared_appliance, "tina", temp) as t:
         t.post("/account/2fa/start", data={"_csrf": csrf_of(t.get("/account").text)})
         page = t.get("/account/2fa").text
         assert "<svg" in page and "style" not in page.split("<svg", 1)[1].split("</svg>", 1)[0]
@@ -161,7 +126,7 @@ def test_totp_over_http_with_replay_refused(app, admin):
         code = subprocess.run(["oathtool", "--totp", "-b", seed], capture_output=True, text=True, check=True).stdout.strip()
         r = t.post("/account/2fa/confirm", data={"_csrf": csrf_of(page), "code": code})
         assert r.status_code == 200 and len(re.findall(r"<li><code>", r.text)) == 10
-    with app.client() as c:
+    with shared_appliance.client() as c:
         assert do_login(c, "tina", NEW).headers["location"] == "/login/2fa"
         assert c.get("/dashboard").status_code == 303, "no session before the second step"
         r = c.post("/login/2fa", data={"_csrf": csrf_of(c.get("/login/2fa").text), "code": code})
@@ -171,8 +136,8 @@ def test_totp_over_http_with_replay_refused(app, admin):
     assert "mfa.totp.enable" in admin.get("/audit", params={"action": "mfa"}).text
 
 
-def test_sessions_page_marks_current_and_revokes_others(app, admin):
-    with app.client() as other:
+def test_sessions_page_marks_current_and_revokes_others(shared_appliance, admin):
+    with shared_appliance.client() as other:
         do_login(other)
         page = admin.get("/account/sessions").text
         assert "(this session)" in page
@@ -194,8 +159,8 @@ def _age_step_up(app):
         db.close()
 
 
-def test_step_up_sends_browsers_to_reauth_and_back(app, admin):
-    _age_step_up(app)
+def test_step_up_sends_browsers_to_reauth_and_back(shared_appliance, admin):
+    _age_step_up(shared_appliance)
     r = admin.get("/settings/security")
     assert r.status_code == 303 and r.headers["location"] == "/reauth?next=%2Fsettings%2Fsecurity"
     page = admin.get(r.headers["location"])
@@ -205,7 +170,7 @@ def test_step_up_sends_browsers_to_reauth_and_back(app, admin):
     evil = admin.post("/reauth", data={"_csrf": csrf_of(page.text), "next": "//evil.example/", "secret": ADMIN_PASSWORD})
     assert evil.status_code == 303 and evil.headers["location"] == "/dashboard", "no open redirect"
     assert admin.get("/settings/security").status_code == 200
-    _age_step_up(app)
+    _age_step_up(shared_appliance)
     aid = user_id(admin, "admin")
     r = admin.post(f"/users/{aid}/reset-password", data={"_csrf": csrf_of(admin.get("/users").text)})
     assert r.status_code == 303 and r.headers["location"] == f"/reauth?next=%2Fusers%2F{aid}"

@@ -14,54 +14,36 @@ password. An operator's own credential still works; an admin's approval (audited
 when stale or by an operator) releases the credential to the approved address."""
 
 import re
-import time
 
 import pytest
 
 from tests.api.helpers import api, make_key, sql
-from tests.auth.test_web_accounts import create_user, signed_in
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
+from tests.auth.webusers import create_user, signed_in
+from tests.conftest import csrf_of, do_login, wait_until
 from tests.devices.honeypot import Honeypot
-from tests.ssh.sshd import Sshd
 
 OWN_SECRET = "op-own-Secret-4417"
 POLL = 10  # the shortest poll interval
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("binding")
-    sshd = Sshd(tmp / "sshd")
-    sshd.start("a")
+def world(shared_appliance, sshd):
+    app = shared_appliance
     pot = Honeypot(listeners=5)
-    app = Appliance(tmp / "data", free_port())
     try:
         with app.client() as admin_ui:
-            assert do_setup(admin_ui, app.setup_code()).status_code == 303
             assert do_login(admin_ui).status_code == 303
             temp = create_user(admin_ui, "oscar", "operator")
             with signed_in(app, "oscar", temp) as operator_ui:
                 yield app, sshd, pot, admin_ui, operator_ui, make_key(app, "admin", "admin"), \
                     make_key(app, "oscar", "operator")
     finally:
-        app.stop()
         pot.close()
-        sshd.stop()
 
 
 def _status(app, device_id: int) -> str | None:
     rows = sql(app, "SELECT status FROM probe_state WHERE device_id = ?", (device_id,))
     return rows[0][0] if rows else None
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_credential_goes_only_where_an_admin_or_its_owner_bound_it(world):
@@ -77,8 +59,10 @@ def test_a_credential_goes_only_where_an_admin_or_its_owner_bound_it(world):
         pinned = admin.post("/api/v1/devices", json={
             "name": "pinned-host", "address": "127.0.0.1", "port": pot.ports[2], "credential_id": cred,
             "poll_interval": POLL, "host_key": sshd.host_line_a}).json()
-        _wait(lambda: _status(app, real["id"]) == "up", 30, "the admin's device to log in")
-        _wait(lambda: _status(app, pinned["id"]) == "host key changed", 30, "the pin to refuse the impostor")
+        assert wait_until(lambda: _status(app, real["id"]) == "up", 30, interval=0.3), \
+            "timed out waiting for the admin's device to log in"
+        assert wait_until(lambda: _status(app, pinned["id"]) == "host key changed", 30, interval=0.3), \
+            "timed out waiting for the pin to refuse the impostor"
 
         # 1. a new device at the attacker's address with the admin's credential
         r = op.post("/api/v1/devices", json={"name": "evil-new", "address": "127.0.0.1", "port": pot.ports[0],
@@ -92,6 +76,7 @@ def test_a_credential_goes_only_where_an_admin_or_its_owner_bound_it(world):
         page = operator_ui.get(f"/devices/{pinned['id']}/host-key")
         forgot = operator_ui.post(f"/devices/{pinned['id']}/host-key/forget", data={"_csrf": csrf_of(page.text)})
         assert forgot.status_code == 303, forgot.text
+        dialled_before_forget = pot.connected(pot.ports[2])
         # 4. a CSV import naming the admin's credential
         r = op.post("/api/v1/devices/import",
                     json={"csv": f"name,address,port,poll_interval,credential\nevil-csv,127.0.0.1,{pot.ports[3]},"
@@ -109,8 +94,12 @@ def test_a_credential_goes_only_where_an_admin_or_its_owner_bound_it(world):
         ran = operator_ui.post(f"/probe/devices/{evil['id']}/command", data={"_csrf": token, "command": "id"})
         tested = operator_ui.post(f"/probe/devices/{evil['id']}/test", data={"_csrf": token})
 
-        # several poll intervals: the attacker sees reachability checks, never the admin's password
-        time.sleep(2.5 * POLL)
+        # several poll intervals: the attacker sees reachability checks, never the admin's password.
+        # Watch until every redirected device was dialled after its attack (the new one twice) and the
+        # operator's own device logged in: at most the 2.5 poll intervals this used to sleep.
+        wait_until(lambda: pot.connected(pot.ports[0]) >= 2 and pot.connected(pot.ports[1]) >= 1
+                   and pot.connected(pot.ports[2]) > dialled_before_forget and pot.connected(pot.ports[3]) >= 1
+                   and (pot.ports[4], "oscar", OWN_SECRET) in pot.offered(), 2.5 * POLL, interval=0.5)
         offered = pot.offered()
         assert not [p for p in offered if p[2] == sshd.password], offered
         assert pot.connected(pot.ports[0]) >= 2 and pot.connected(pot.ports[1]) >= 1  # TCP reachability went on
@@ -139,8 +128,8 @@ def test_a_credential_goes_only_where_an_admin_or_its_owner_bound_it(world):
         ok = admin.post(path, json=body)
         assert ok.status_code == 200 and ok.json()["credential_binding"]["status"] == "approved", ok.text
         assert ok.json()["credential_binding"]["approved_by"] == "admin"
-        _wait(lambda: [p for p in pot.offered(pot.ports[0]) if p[2] == sshd.password], 3 * POLL,
-              "the approved binding to use the credential")
+        assert wait_until(lambda: [p for p in pot.offered(pot.ports[0]) if p[2] == sshd.password], 3 * POLL,
+                          interval=0.3), "timed out waiting for the approved binding to use the credential"
         assert not [p for p in pot.offered() if p[2] == sshd.password and p[0] != pot.ports[0]]
         assert admin.post(path, json=body).status_code == 409  # nothing left to approve
 

@@ -101,7 +101,7 @@ def test_metrics_include_probe_backlog_and_lag(demo):
 
 def test_viewer_sees_but_cannot_run_or_acknowledge(demo):
     """probe.view for viewers; probe.run and alerts.ack only for operators and admins (refused, audited)."""
-    from tests.auth.test_web_accounts import create_user, signed_in
+    from tests.auth.webusers import create_user, signed_in
 
     app, admin = demo
     _wait_up(admin)
