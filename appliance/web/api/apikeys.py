@@ -18,8 +18,9 @@ from litestar.params import Parameter
 from appliance.access.models import ApiKey
 from appliance.auth.permissions import allowed
 from appliance.errors import PermissionDeniedError
-from appliance.web.api.common import actor, principal, services, when
+from appliance.web.api.common import when
 from appliance.web.api.proof import Password, TotpCode, proven
+from appliance.web.deps import actor, principal, services
 from appliance.web.guards import permission, writing_key
 
 KeyId = Annotated[str, Parameter(max_length=64, description="The key's public id (12 hex characters).")]

@@ -1,4 +1,6 @@
-"""Shared pieces of the REST API (API-1): the error shape, the acting principal, time format.
+"""Shared pieces of the REST API (API-1): the error shape, id bounds, time format.
+
+Who is asking and the services to ask come from web/deps.py, as for the browser pages.
 
 Handlers are thin: parse (msgspec Structs), call a capability service, return a Struct.
 Errors are raised as OutpostError subclasses and rendered by web/errors.py in the one
@@ -10,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request
 
-from appliance.audit.models import Actor
 from appliance.clock import iso
-from appliance.web.security import CLIENT, PRINCIPAL
+from appliance.web.deps import actor, services  # noqa: F401  (old path: web/api/audit.py, until it moves)
 
 MAX_LIMIT = 500
 # SQLite INTEGER: a larger id raised OverflowError in the driver (500), not 404. Give every integer
@@ -33,23 +33,6 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     """Every API error: a stable machine code, a plain-words message, and field details."""
 
     error: ErrorInfo
-
-
-def services(request: Request):
-    return request.app.state.services
-
-
-def principal(request: Request):
-    return request.scope.get(PRINCIPAL)
-
-
-def client(request: Request) -> str:
-    return request.scope.get(CLIENT, "unknown")
-
-
-def actor(request: Request) -> Actor:
-    """The audit actor: an API key's owner (actor_type api_key) or a signed-in user."""
-    return principal(request).actor(client(request))
 
 
 def when(ts: float | None) -> str | None:

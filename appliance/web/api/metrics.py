@@ -15,6 +15,7 @@ import math
 from litestar import Request, Response, get
 
 from appliance.audit import queries as audit_queries
+from appliance.web.deps import services
 from appliance.web.guards import permission
 
 log = logging.getLogger("outpost.metrics")
@@ -72,11 +73,11 @@ def builtin(services, audit_records: int) -> list:
 
 @get("/metrics", guards=[permission("metrics.read")], name="metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    services = request.app.state.services
-    count = await services.db.read(audit_queries.count_all_records)
-    samples = builtin(services, count)
+    svc = services(request)
+    count = await svc.db.read(audit_queries.count_all_records)
+    samples = builtin(svc, count)
     errors = 0
-    for source in list(services.metric_sources):
+    for source in list(svc.metric_sources):
         try:
             samples.extend(source())
         except Exception as exc:  # a broken source must not hide the others

@@ -16,7 +16,7 @@ from typing import Annotated
 import msgspec
 from litestar import Request
 
-from appliance.web.api.common import client, principal, services
+from appliance.web.deps import client, principal, services
 
 Password = Annotated[str, msgspec.Meta(max_length=1024, description=(
     "Step-up: the password of the API key's owner (checked like a sign-in; failures count toward the lockout)."))]

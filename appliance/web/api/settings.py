@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, get, put
 
 from appliance.auth.models import SecurityPolicy
-from appliance.web.api.common import actor, client, services
+from appliance.web.deps import actor, client, services
 from appliance.web.api.proof import Password, TotpCode, proven
 from appliance.web.guards import permission
 

@@ -17,8 +17,9 @@ from litestar.params import Parameter
 
 from appliance.auth.models import SessionInfo, User, UserCreate, UserUpdate
 from appliance.auth.permissions import Role
-from appliance.web.api.common import MAX_ID, client, principal, services, when
+from appliance.web.api.common import MAX_ID, when
 from appliance.web.api.proof import Password, Proof, TotpCode, proven
+from appliance.web.deps import client, principal, services
 from appliance.web.guards import authenticated, permission, writing_key
 
 UserId = Annotated[int, Parameter(ge=1, le=MAX_ID)]

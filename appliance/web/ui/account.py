@@ -35,12 +35,12 @@ def with_session(response: Response, session) -> Response:
 
 @get("/account", guards=[authenticated], name="account")
 async def account(request: Request) -> Response:
-    principal = principal_of(request)
+    who = principal(request)
     auth = services(request).auth
     notice = "Your password was changed; your other sessions were signed out." \
         if request.query_params.get("changed") == "password" else ""
-    return page(request, "account/index.html", user=await auth.accounts.get_user(principal, principal.user_id),
-                codes_left=await auth.totp.recovery_codes_left(principal) if principal.totp_enabled else 0,
+    return page(request, "account/index.html", user=await auth.accounts.get_user(who, who.user_id),
+                codes_left=await auth.totp.recovery_codes_left(who) if who.totp_enabled else 0,
                 policy=auth.policy.current, request_notice=notice)
 
 
@@ -52,13 +52,13 @@ async def password_page(request: Request) -> Response:
 @post("/account/password", guards=[authenticated], name="account_password_submit",
       opt=on_page("/account/password", **PENDING))
 async def password_submit(request: Request) -> Response:
-    principal = principal_of(request)
+    who = principal(request)
     auth = services(request).auth
     form = await request.form()
     try:
-        session = await auth.accounts.change_password(principal, current=text(form, "current"), new=text(form, "new"),
-                                             confirm=text(form, "confirm"), source=source(request),
-                                             user_agent=agent(request))
+        session = await auth.accounts.change_password(who, current=text(form, "current"), new=text(form, "new"),
+                                             confirm=text(form, "confirm"), source=client(request),
+                                             user_agent=user_agent(request))
     except ValidationError as exc:
         return page(request, "account/password.html", status=400, errors=exc.details, message=exc.message,
                     policy=auth.policy.current)
@@ -87,29 +87,29 @@ async def totp_page(request: Request) -> Response:
 
 
 async def _totp_view(request: Request, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
-    principal = principal_of(request)
+    who = principal(request)
     auth = services(request).auth
-    pending = await auth.totp.pending_enrolment(principal)
+    pending = await auth.totp.pending_enrolment(who)
     return page(request, "account/2fa.html", status=status, pending=pending,
                 qr=qr_svg(pending.uri) if pending else "", errors=errors or {}, message=message,
-                codes_left=await auth.totp.recovery_codes_left(principal) if principal.totp_enabled else 0,
-                required=principal.needs_totp_enrolment or auth.policy.totp_required(principal.role))
+                codes_left=await auth.totp.recovery_codes_left(who) if who.totp_enabled else 0,
+                required=who.needs_totp_enrolment or auth.policy.totp_required(who.role))
 
 
 @post("/account/2fa/start", guards=[authenticated], name="account_2fa_start", opt=on_page("/account/2fa", **PENDING))
 async def totp_start(request: Request) -> Response:
-    await services(request).auth.totp.begin_enrolment(principal_of(request), source=source(request))
+    await services(request).auth.totp.begin_enrolment(principal(request), source=client(request))
     return redirect("/account/2fa")
 
 
 @post("/account/2fa/confirm", guards=[authenticated], name="account_2fa_confirm",
       opt=on_page("/account/2fa", **PENDING))
 async def totp_confirm(request: Request) -> Response:
-    principal = principal_of(request)
+    who = principal(request)
     form = await request.form()
     try:
-        done = await services(request).auth.totp.confirm_enrolment(principal, code=text(form, "code"),
-                                                                   source=source(request), user_agent=agent(request))
+        done = await services(request).auth.totp.confirm_enrolment(who, code=text(form, "code"),
+                                                                   source=client(request), user_agent=user_agent(request))
     except (TOTPError, ValidationError) as exc:
         return await _totp_view(request, errors={"code": exc.message}, message="The code was not accepted.",
                                   status=400)
@@ -123,7 +123,7 @@ async def totp_confirm(request: Request) -> Response:
 @post("/account/2fa/recovery", guards=[authenticated], name="account_2fa_recovery", opt=on_page("/account/2fa"))
 async def totp_recovery(request: Request) -> Response:
     try:
-        codes = await services(request).auth.totp.regenerate_recovery_codes(principal_of(request), source=source(request))
+        codes = await services(request).auth.totp.regenerate_recovery_codes(principal(request), source=client(request))
     except ConflictError as exc:
         return await _totp_view(request, message=exc.message, status=409)
     return page(request, "account/recovery.html", codes=codes, first=False)
@@ -132,8 +132,8 @@ async def totp_recovery(request: Request) -> Response:
 @post("/account/2fa/disable", guards=[authenticated], name="account_2fa_disable", opt=on_page("/account/2fa"))
 async def totp_disable(request: Request) -> Response:
     try:
-        session = await services(request).auth.totp.disable(principal_of(request), source=source(request),
-                                                            user_agent=agent(request))
+        session = await services(request).auth.totp.disable(principal(request), source=client(request),
+                                                            user_agent=user_agent(request))
     except ConflictError as exc:
         return await _totp_view(request, message=exc.message, status=409)
     return with_session(redirect("/account/2fa"), session)
@@ -143,7 +143,7 @@ async def totp_disable(request: Request) -> Response:
 
 @get("/account/sessions", guards=[authenticated], name="account_sessions")
 async def sessions_page(request: Request) -> Response:
-    sessions = await services(request).auth.sessions.list_sessions(principal_of(request))
+    sessions = await services(request).auth.sessions.list_sessions(principal(request))
     return page(request, "account/sessions.html", sessions=sessions, base="/account/sessions",
                 notice=request.query_params.get("done", "")[:40])
 
@@ -151,9 +151,9 @@ async def sessions_page(request: Request) -> Response:
 @post("/account/sessions/{handle:str}/revoke", guards=[authenticated], name="account_session_revoke",
       opt=on_page("/account/sessions"))
 async def session_revoke(request: Request, handle: str) -> Response:
-    principal = principal_of(request)
-    await services(request).auth.sessions.revoke_session(principal, handle, source=source(request))
-    if handle == principal.handle:
+    who = principal(request)
+    await services(request).auth.sessions.revoke_session(who, handle, source=client(request))
+    if handle == who.handle:
         return redirect("/login")
     return redirect("/account/sessions?done=revoked")
 
@@ -161,7 +161,7 @@ async def session_revoke(request: Request, handle: str) -> Response:
 @post("/account/sessions/revoke-others", guards=[authenticated], name="account_sessions_revoke_others",
       opt=on_page("/account/sessions"))
 async def sessions_revoke_others(request: Request) -> Response:
-    await services(request).auth.sessions.revoke_other_sessions(principal_of(request), source=source(request))
+    await services(request).auth.sessions.revoke_other_sessions(principal(request), source=client(request))
     return redirect("/account/sessions?done=others")
 
 
@@ -178,8 +178,8 @@ async def reauth_submit(request: Request) -> Response:
     form = await request.form()
     nxt = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
     try:
-        await services(request).auth.stepup.reauthenticate(principal_of(request), secret=text(form, "secret"),
-                                                    source=source(request))
+        await services(request).auth.stepup.reauthenticate(principal(request), secret=text(form, "secret"),
+                                                    source=client(request))
     except ValidationError as exc:
         return page(request, "account/reauth.html", status=400, errors=exc.details, message=exc.message, next=nxt)
     except RateLimitedError as exc:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from litestar import Request, Response, get, post
 
 from appliance.errors import ValidationError
-from appliance.web.api.common import actor
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, source, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import actor, client, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 ALLOWLIST = permission("settings.allowlist")
 
@@ -18,13 +17,13 @@ def _form(request: Request, networks: str, *, status: int = 200, errors: dict | 
           notice: str = "") -> Response:
     trusted = services(request).config.web.trusted_proxies
     return page(request, "allowlist/index.html", status=status, networks=networks, errors=errors or {},
-                message=message, notice=notice, caller=source(request), trusted_proxies=trusted)
+                message=message, notice=notice, caller=client(request), trusted_proxies=trusted)
 
 
 @get("/settings/allowlist", guards=[ALLOWLIST], name="allowlist")
 async def allowlist_page(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal(request))
     notice = "The IP allow list was saved." if request.query_params.get("saved") else ""
     return _form(request, "\n".join(str(n) for n in svc.allowlist.networks()), notice=notice)
 
@@ -36,8 +35,8 @@ async def allowlist_submit(request: Request) -> Response:
     raw = ""
     try:
         raw = text(form, "networks")
-        svc.auth.stepup.require_recent_auth(principal_of(request))
-        await svc.allowlist.replace(raw.splitlines(), caller=source(request), actor=actor(request))
+        svc.auth.stepup.require_recent_auth(principal(request))
+        await svc.allowlist.replace(raw.splitlines(), caller=client(request), actor=actor(request))
     except ValidationError as exc:
         errors = {"networks": "; ".join(exc.details.values()) if exc.details else exc.message}
         return _form(request, raw, status=400, errors=errors, message=exc.message)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 
-from appliance.auth.permissions import ROLES, allowed, covers
 from appliance.access.apikeys import KeyEscalationError
+from appliance.auth.permissions import ROLES, allowed, covers
 from appliance.errors import ConflictError, NotFoundError, ValidationError
-from appliance.web.api.common import actor
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import actor, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 MANAGE = permission("apikeys.manage")
 
@@ -23,7 +22,7 @@ def _grantable(role: str) -> list[str]:
 @get("/api-keys", guards=[MANAGE], name="apikeys")
 async def keys_page(request: Request) -> Response:
     svc = services(request)
-    who = principal_of(request)
+    who = principal(request)
     mine = await svc.apikeys.list_keys(who.user_id)
     everyone = await svc.apikeys.list_keys(None) if allowed(who.role, "apikeys.admin") else None
     others = [k for k in everyone if k.user_id != who.user_id] if everyone is not None else None
@@ -34,14 +33,14 @@ async def keys_page(request: Request) -> Response:
 def _form(request: Request, *, values: dict, errors: dict, message: str = "", status: int = 200) -> Response:
     cfg = services(request).config.access
     return page(request, "apikeys/new.html", status=status, values=values, errors=errors, message=message,
-                roles=_grantable(principal_of(request).role), max_days=cfg.api_key_max_days)
+                roles=_grantable(principal(request).role), max_days=cfg.api_key_max_days)
 
 
 @get("/api-keys/new", guards=[MANAGE], name="apikeys_new")
 async def new_page(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up before the form, not after (AUTH-8)
-    who = principal_of(request)
+    svc.auth.stepup.require_recent_auth(principal(request))  # step-up before the form, not after (AUTH-8)
+    who = principal(request)
     return _form(request, values={"role": who.role, "expires_days": str(svc.config.access.api_key_default_days)},
                  errors={})
 
@@ -49,7 +48,7 @@ async def new_page(request: Request) -> Response:
 @post("/api-keys/new", guards=[MANAGE], name="apikeys_create", opt=on_page("/api-keys/new"))
 async def create(request: Request) -> Response:
     svc = services(request)
-    who = principal_of(request)
+    who = principal(request)
     form = await request.form()
     values: dict = {}
     try:
@@ -72,7 +71,7 @@ async def create(request: Request) -> Response:
 
 @post("/api-keys/{key_id:str}/revoke", guards=[MANAGE], name="apikeys_revoke", opt=on_page("/api-keys"))
 async def revoke(request: Request, key_id: str) -> Response:
-    who = principal_of(request)
+    who = principal(request)
     await services(request).apikeys.revoke(key_id[:64], by_user_id=who.user_id,
                                            revoke_any=allowed(who.role, "apikeys.admin"), actor=actor(request))
     return redirect("/api-keys?revoked=1")

@@ -11,29 +11,30 @@ from __future__ import annotations
 from litestar import Request, Response, get
 
 from appliance.auth.permissions import allowed
-from appliance.web.guards import permission, principal_of
-from appliance.web.render import render
+from appliance.web.deps import principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import page
 
 
 def _health(request: Request):
-    return request.app.state.services.health()
+    return services(request).health()
 
 
 def _can(request: Request, permission_name: str) -> bool:
-    return allowed(principal_of(request).role, permission_name)
+    return allowed(principal(request).role, permission_name)
 
 
 @get("/dashboard", guards=[permission("dashboard.view")], name="dashboard")
 async def dashboard(request: Request) -> Response:
     show_health = _can(request, "health.read")
-    return render(request.app.state.templates, request, "dashboard.html", health=_health(request) if show_health else None,
-                  show_fleet=_can(request, "probe.view"), show_audit=_can(request, "audit.read"))
+    return page(request, "dashboard.html", health=_health(request) if show_health else None,
+                show_fleet=_can(request, "probe.view"), show_audit=_can(request, "audit.read"))
 
 
 @get("/dashboard/health", guards=[permission("health.read")], name="dashboard_health")
 async def dashboard_health(request: Request) -> Response:
     """The health panel alone, refreshed by htmx."""
-    return render(request.app.state.templates, request, "health_panel.html", health=_health(request))
+    return page(request, "health_panel.html", health=_health(request))
 
 
 @get("/dashboard/health.json", guards=[permission("health.read")], name="dashboard_health_json")
@@ -43,11 +44,10 @@ async def dashboard_health_json(request: Request) -> Response:
 
 @get("/about", guards=[permission("about.view")], name="about")
 async def about(request: Request) -> Response:
-    services = request.app.state.services
-    return render(request.app.state.templates, request, "about.html", tls=services.tls.info(),
-                  licences=services.licences,
-                  ca_path=str(services.tls.ca_pem_path) if _can(request, "settings.tls") else "",
-                  integrity=services.integrity, development_build=services.updates.development_build)
+    svc = services(request)
+    return page(request, "about.html", tls=svc.tls.info(), licences=svc.licences,
+                ca_path=str(svc.tls.ca_pem_path) if _can(request, "settings.tls") else "",
+                integrity=svc.integrity, development_build=svc.updates.development_build)
 
 
 ROUTES = [dashboard, dashboard_health, dashboard_health_json, about]

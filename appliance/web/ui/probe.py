@@ -10,10 +10,9 @@ from __future__ import annotations
 from litestar import Request, Response, get, post
 
 from appliance.errors import NotFoundError, ValidationError
-from appliance.web.api.common import actor
+from appliance.web.deps import actor, services
 from appliance.web.guards import permission
-from appliance.web.ui.account import page, redirect, services, text
-from appliance.web.ui.forms import on_page
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 VIEW = permission("probe.view")
 RUN = permission("probe.run")

@@ -9,56 +9,37 @@ from appliance.auth.errors import LoginFailedError, SetupError
 from appliance.crypto.totp import TOTPError
 from appliance.errors import RateLimitedError, ValidationError
 from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, with_pre_session
-from appliance.web.guards import PENDING_OK, authenticated, principal_of, public
-from appliance.web.render import render
-from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, SESSION_COOKIE
-from appliance.web.ui.forms import PENDING, on_page
-
-_MAX_FIELD = 4096  # longer form fields are refused before any work is done
-
-
-def _redirect(location: str) -> Response:
-    return Response(b"", status_code=303, headers={"Location": location})
-
-
-def _services(request: Request):
-    return request.app.state.services
-
-
-def _field(form, name: str) -> str:
-    value = form.get(name, "")
-    if not isinstance(value, str):
-        raise ValidationError("Please correct the highlighted fields.", details={name: "Expected text."})
-    if len(value) > _MAX_FIELD:
-        raise ValidationError("Please correct the highlighted fields.", details={name: "Far too long."})
-    return value
+from appliance.web.deps import client, principal, principal_or_none, services, user_agent
+from appliance.web.guards import authenticated, public
+from appliance.web.security import PRE_SESSION_COOKIE, SESSION_COOKIE
+from appliance.web.ui.forms import PENDING, on_page, page, redirect, text
 
 
 @get("/", guards=[public], name="root")
 async def root(request: Request) -> Response:
-    if await _services(request).auth.setup.setup_required():
-        return _redirect("/setup")
-    return _redirect("/dashboard" if principal_of(request) else "/login")
+    if await services(request).auth.setup.setup_required():
+        return redirect("/setup")
+    return redirect("/dashboard" if principal_or_none(request) else "/login")
 
 
 @get("/setup", guards=[public], name="setup_page")
 async def setup_page(request: Request) -> Response:
-    if not await _services(request).auth.setup.setup_required():
-        return _redirect("/login")
+    if not await services(request).auth.setup.setup_required():
+        return redirect("/login")
     token = ensure_pre_session(request)
-    return with_pre_session(render(request.app.state.templates, request, "setup.html", errors={}, values={}), token)
+    return with_pre_session(page(request, "setup.html", errors={}, values={}), token)
 
 
 @post("/setup", guards=[public], name="setup_submit")
 async def setup_submit(request: Request) -> Response:
-    services = _services(request)
+    svc = services(request)
     form = await request.form()
     values, errors, message, status = {}, {}, "", 400
     try:
-        values = {k: _field(form, k) for k in ("code", "username")}
-        await services.auth.setup.complete_setup(code=values["code"], username=values["username"].strip(),
-                                           password=_field(form, "password"), confirm=_field(form, "confirm"),
-                                           source=request.scope[CLIENT], code_file=services.setup_code_file)
+        values = {k: text(form, k) for k in ("code", "username")}
+        await svc.auth.setup.complete_setup(code=values["code"], username=values["username"].strip(),
+                                           password=text(form, "password"), confirm=text(form, "confirm"),
+                                           source=client(request), code_file=svc.setup_code_file)
     except ValidationError as exc:
         errors, message = exc.details, exc.message
     except SetupError as exc:
@@ -66,34 +47,34 @@ async def setup_submit(request: Request) -> Response:
     except RateLimitedError as exc:
         message, status = exc.message, 429
     else:
-        return _redirect("/login?setup=done")
+        return redirect("/login?setup=done")
     values.pop("code", None)  # never echo the setup code back
-    return render(request.app.state.templates, request, "setup.html", status=status, errors=errors, values=values,
+    return page(request, "setup.html", status=status, errors=errors, values=values,
                   message=message)
 
 
 @get("/login", guards=[public], name="login_page")
 async def login_page(request: Request) -> Response:
-    services = _services(request)
-    if await services.auth.setup.setup_required():
-        return _redirect("/setup")
-    if principal_of(request):
-        return _redirect("/dashboard")
+    svc = services(request)
+    if await svc.auth.setup.setup_required():
+        return redirect("/setup")
+    if principal_or_none(request):
+        return redirect("/dashboard")
     token = ensure_pre_session(request)
     notice = "Setup is complete. Sign in with the account you just created." if request.query_params.get("setup") else ""
-    return with_pre_session(render(request.app.state.templates, request, "login.html", values={}, notice=notice), token)
+    return with_pre_session(page(request, "login.html", values={}, notice=notice), token)
 
 
 @post("/login", guards=[public], name="login_submit")
 async def login_submit(request: Request) -> Response:
-    services = _services(request)
+    svc = services(request)
     form = await request.form()
     username, retry = "", None
     try:
-        username = _field(form, "username").strip()
-        session = await services.auth.sessions.login(username=username, password=_field(form, "password"),
-                                            source=request.scope[CLIENT],
-                                            user_agent=request.headers.get("user-agent", ""),
+        username = text(form, "username").strip()
+        session = await svc.auth.sessions.login(username=username, password=text(form, "password"),
+                                            source=client(request),
+                                            user_agent=user_agent(request),
                                             pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""))
     except (LoginFailedError, ValidationError) as exc:
         message, status = (exc.message if isinstance(exc, LoginFailedError) else "Sign-in failed."), 401
@@ -101,9 +82,9 @@ async def login_submit(request: Request) -> Response:
         message, status, retry = exc.message, exc.status, exc.retry_after
     else:
         if isinstance(session, SecondFactorRequired):
-            return _redirect("/login/2fa")  # no session yet: the pending state is bound to the pre-session cookie
+            return redirect("/login/2fa")  # no session yet: the pending state is bound to the pre-session cookie
         return _signed_in(session)
-    response = render(request.app.state.templates, request, "login.html", status=status, values={"username": username},
+    response = page(request, "login.html", status=status, values={"username": username},
                       message=message)
     if retry:
         response.headers["Retry-After"] = str(retry)
@@ -111,7 +92,7 @@ async def login_submit(request: Request) -> Response:
 
 
 def _signed_in(session) -> Response:
-    response = _redirect("/dashboard")
+    response = redirect("/dashboard")
     response.set_cookie(session_cookie(session.token))
     response.set_cookie(cleared(PRE_SESSION_COOKIE))
     return response
@@ -119,39 +100,39 @@ def _signed_in(session) -> Response:
 
 @get("/login/2fa", guards=[public], name="login_2fa_page")
 async def login_2fa_page(request: Request) -> Response:
-    if principal_of(request):
-        return _redirect("/dashboard")
+    if principal_or_none(request):
+        return redirect("/dashboard")
     if not request.cookies.get(PRE_SESSION_COOKIE):
-        return _redirect("/login")
-    return render(request.app.state.templates, request, "login_2fa.html", errors={})
+        return redirect("/login")
+    return page(request, "login_2fa.html", errors={})
 
 
 @post("/login/2fa", guards=[public], name="login_2fa_submit")
 async def login_2fa_submit(request: Request) -> Response:
     """Second sign-in step (AUTH-6): a TOTP code or a recovery code; the session starts only now."""
-    services = _services(request)
+    svc = services(request)
     form = await request.form()
     errors, status = {}, 400
     try:
-        session = await services.auth.sessions.login_second_factor(
-            pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""), code=_field(form, "code"),
-            source=request.scope[CLIENT], user_agent=request.headers.get("user-agent", ""))
+        session = await svc.auth.sessions.login_second_factor(
+            pre_session=request.cookies.get(PRE_SESSION_COOKIE, ""), code=text(form, "code"),
+            source=client(request), user_agent=user_agent(request))
     except LoginFailedError:
         message = "This sign-in has expired or had too many wrong codes. Start again with your password."
-        return render(request.app.state.templates, request, "login.html", status=401, values={}, message=message)
+        return page(request, "login.html", status=401, values={}, message=message)
     except (TOTPError, ValidationError) as exc:
         message, errors = "The code was not accepted.", {"code": exc.message if isinstance(exc, TOTPError) else "Enter the code."}
     except RateLimitedError as exc:
         message, status = exc.message, 429
     else:
         return _signed_in(session)
-    return render(request.app.state.templates, request, "login_2fa.html", status=status, errors=errors, message=message)
+    return page(request, "login_2fa.html", status=status, errors=errors, message=message)
 
 
 @post("/logout", guards=[authenticated], name="logout", opt=on_page("/dashboard", **PENDING))
 async def logout(request: Request) -> Response:
-    await _services(request).auth.sessions.logout(principal_of(request), request.scope[CLIENT])
-    response = _redirect("/login")
+    await services(request).auth.sessions.logout(principal(request), client(request))
+    response = redirect("/login")
     response.set_cookie(cleared(SESSION_COOKIE))
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response

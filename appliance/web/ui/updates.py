@@ -12,10 +12,9 @@ import asyncio
 from litestar import Request, Response, get, post
 
 from appliance.errors import OutpostError
-from appliance.web.api.common import actor
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import actor, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 MANAGE = permission("updates.manage")
 
@@ -58,7 +57,7 @@ async def verify(request: Request) -> Response:
 @post("/updates/apply", guards=[MANAGE], name="updates_apply", opt=on_page("/updates"))
 async def apply(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up (AUTH-8): sends the browser to /reauth
+    svc.auth.stepup.require_recent_auth(principal(request))  # step-up (AUTH-8): sends the browser to /reauth
     chosen = ""
     try:
         chosen = await _chosen(request)
@@ -77,7 +76,7 @@ async def apply(request: Request) -> Response:
 @post("/updates/rollback", guards=[MANAGE], name="updates_rollback", opt=on_page("/updates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal(request))
     try:
         updater = svc.updates.updater(actor(request))
         st = await asyncio.to_thread(updater.request_rollback)

@@ -13,16 +13,16 @@ from appliance.auth.errors import LastAdminError
 from appliance.auth.models import UserCreate, UserUpdate
 from appliance.auth.permissions import ROLES
 from appliance.errors import ValidationError
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, source, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import client, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 MANAGE = permission("users.manage")
 
 
 async def _list(request: Request, *, status: int = 200, errors: dict | None = None, values: dict | None = None,
                 message: str = "", created=None) -> Response:
-    users = await services(request).auth.accounts.list_users(principal_of(request))
+    users = await services(request).auth.accounts.list_users(principal(request))
     return page(request, "users/list.html", status=status, users=users, roles=ROLES, errors=errors or {},
                 values=values or {}, message=message, created=created, now=services(request).clock.now())
 
@@ -38,8 +38,8 @@ async def users_create(request: Request) -> Response:
     values = {}
     try:
         values = {"username": text(form, "username").strip(), "role": text(form, "role")}
-        created = await services(request).auth.accounts.create_user(principal_of(request), UserCreate(**values),
-                                                           source=source(request))
+        created = await services(request).auth.accounts.create_user(principal(request), UserCreate(**values),
+                                                           source=client(request))
     except ValidationError as exc:
         return await _list(request, status=400, errors=exc.details, values=values, message=exc.message)
     return await _list(request, created=created)
@@ -48,9 +48,9 @@ async def users_create(request: Request) -> Response:
 async def _detail(request: Request, user_id: int, *, status: int = 200, message: str = "", notice: str = "",
                   temporary=None) -> Response:
     auth = services(request).auth
-    principal = principal_of(request)
-    user = await auth.accounts.get_user(principal, user_id)
-    sessions = await auth.sessions.list_sessions(principal, user_id)
+    who = principal(request)
+    user = await auth.accounts.get_user(who, user_id)
+    sessions = await auth.sessions.list_sessions(who, user_id)
     return page(request, "users/detail.html", status=status, user=user, sessions=sessions, roles=ROLES,
                 message=message, notice=notice, temporary=temporary, now=services(request).clock.now())
 
@@ -62,7 +62,7 @@ async def user_detail(request: Request, user_id: int) -> Response:
 
 async def _update(request: Request, user_id: int, change: UserUpdate, done: str) -> Response:
     try:
-        await services(request).auth.accounts.update_user(principal_of(request), user_id, change, source=source(request))
+        await services(request).auth.accounts.update_user(principal(request), user_id, change, source=client(request))
     except (LastAdminError, ValidationError) as exc:
         return await _detail(request, user_id, status=exc.status, message=exc.message)
     return redirect(f"/users/{user_id}?done={done}")
@@ -90,34 +90,34 @@ async def user_enable(request: Request, user_id: int) -> Response:
 
 @post("/users/{user_id:int}/unlock", guards=[MANAGE], name="user_unlock", opt=on_page("/users/{user_id}"))
 async def user_unlock(request: Request, user_id: int) -> Response:
-    await services(request).auth.accounts.unlock_user(principal_of(request), user_id, source=source(request))
+    await services(request).auth.accounts.unlock_user(principal(request), user_id, source=client(request))
     return redirect(f"/users/{user_id}?done=unlocked")
 
 
 @post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password",
       opt=on_page("/users/{user_id}"))
 async def user_reset_password(request: Request, user_id: int) -> Response:
-    temporary = await services(request).auth.accounts.reset_password(principal_of(request), user_id, source=source(request))
+    temporary = await services(request).auth.accounts.reset_password(principal(request), user_id, source=client(request))
     return await _detail(request, user_id, temporary=temporary)
 
 
 @post("/users/{user_id:int}/reset-2fa", guards=[MANAGE], name="user_reset_2fa", opt=on_page("/users/{user_id}"))
 async def user_reset_2fa(request: Request, user_id: int) -> Response:
-    await services(request).auth.accounts.reset_totp(principal_of(request), user_id, source=source(request))
+    await services(request).auth.accounts.reset_totp(principal(request), user_id, source=client(request))
     return redirect(f"/users/{user_id}?done=2fa")
 
 
 @post("/users/{user_id:int}/sessions/revoke-all", guards=[MANAGE], name="user_sessions_revoke",
       opt=on_page("/users/{user_id}"))
 async def user_sessions_revoke(request: Request, user_id: int) -> Response:
-    await services(request).auth.sessions.revoke_other_sessions(principal_of(request), user_id, source=source(request))
+    await services(request).auth.sessions.revoke_other_sessions(principal(request), user_id, source=client(request))
     return redirect(f"/users/{user_id}?done=sessions")
 
 
 @post("/users/{user_id:int}/sessions/{handle:str}/revoke", guards=[MANAGE], name="user_session_revoke",
       opt=on_page("/users/{user_id}"))
 async def user_session_revoke(request: Request, user_id: int, handle: str) -> Response:
-    await services(request).auth.sessions.revoke_session(principal_of(request), handle, source=source(request))
+    await services(request).auth.sessions.revoke_session(principal(request), handle, source=client(request))
     return redirect(f"/users/{user_id}?done=session")
 
 
