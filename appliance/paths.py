@@ -7,7 +7,7 @@
       keys/db.key.new           a rotation in progress (`outpost rekey`)
       keys/vault.key            seals TOTP seeds and device credentials (STORE-3)
       keys/apikey.key           HMAC pepper of API keys (ACL-2)
-      tls/                      local CA, server and customer certificates (tls/manager.py)
+      tls/                      local CA, server and customer certificates (tls/files.py)
       recordings/               session recordings (already encrypted)
       setup-code                the one-time setup code (AUTH-1), 0600
       config-from-backup.toml   the configuration file a restore brought back
@@ -30,7 +30,7 @@ TLS_DIR = "tls"
 RECORDINGS_DIR = "recordings"
 SETUP_CODE_NAME = "setup-code"
 RESTORED_CONFIG_NAME = "config-from-backup.toml"
-TLS_CA_PEM_NAME = "ca.pem"  # the CA certificate users download and trust (tls/manager.py writes it)
+TLS_CA_PEM_NAME = "ca.pem"  # the CA certificate users download and trust (tls/files.py)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.paths import DataDir
 from bench.load import ROOT, SESSION_COOKIE, print_table, run_load, sign_in, start_appliance, wrk
 
 CONNS = 50
@@ -55,20 +56,22 @@ def bare_main(data_dir: Path, port: int) -> int:
 
     from appliance import config as config_mod
     from appliance.clock import SystemClock
-    from appliance.crypto import keyfile, tokens
+    from appliance.crypto import keyfile
     from appliance.system import health
     from appliance.tls.manager import TLSManager
+    from appliance.tls.rekey import key_password
     from appliance.web.server import serve
 
     cfg = config_mod.Config()
     clock = SystemClock()
-    key = keyfile.load_key(data_dir / "keys" / "db.key")
-    tls = TLSManager(data_dir / "tls", cfg.tls, cfg.web.hostname, clock,
-                     key_password=tokens.hkdf(key, "outpost tls private keys"))
+    paths = DataDir(data_dir)
+    key = keyfile.load_key(paths.db_key)
+    tls = TLSManager(paths.tls, cfg.tls, cfg.web.hostname, clock, key_password=key_password(key),
+                     audit=lambda *a, **k: None)  # nothing to record: it must not change anything (checked below)
     if tls.ensure():
         raise SystemExit("bare server: the appliance's certificate was not reusable as it is")
     started_at = clock.now()
-    db_path = data_dir / "outpost.db"
+    db_path = paths.db
     mem = sqlite3.connect(":memory:", check_same_thread=False)
 
     def size_bytes() -> int:
@@ -105,7 +108,7 @@ class BareServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.web", "--bare", str(data_dir), str(port)], cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.log = log
-        self._wait(data_dir / "tls" / "ca.pem")
+        self._wait(DataDir(data_dir).tls_ca_pem)
 
     def _wait(self, ca: Path, timeout: float = 30.0) -> None:
         import httpx

@@ -16,12 +16,31 @@ Invariants (what must never happen):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import msgspec
 
 RELEASE = "release.opkg-header"
+
+
+class ManifestFile(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+class Manifest(Protocol):
+    """What `load_manifest` returns (updates.verify's signed release manifest); read only."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def files(self) -> Sequence[ManifestFile]: ...
 VERIFIED, MISMATCH, DEVELOPMENT, UNVERIFIABLE = "verified", "mismatch", "development", "unverifiable"
 
 
@@ -46,7 +65,7 @@ def _sha256(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def check(*, frozen: bool, executable: Path, load_manifest: Callable[[Path], object], now: float = 0.0) -> Report:
+def check(*, frozen: bool, executable: Path, load_manifest: Callable[[Path], Manifest], now: float = 0.0) -> Report:
     """Compare the installed files with their signed manifest."""
     slot = Path(executable).resolve().parent
     release = slot / RELEASE

@@ -26,7 +26,8 @@ def _from_metadata() -> list[Licence]:
         meta = dist.metadata
         licence = meta.get("License-Expression") or meta.get("License") or ""
         if not licence or len(licence) > 80:
-            classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+            classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or []
+                           if c.startswith("License ::")]
             licence = ", ".join(classifiers) or "see package"
         found.append(Licence(name=meta["Name"], version=dist.version, licence=licence))
     return sorted(found, key=lambda lic: lic.name.lower())

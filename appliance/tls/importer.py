@@ -121,7 +121,8 @@ def _pem_certs(data: bytes) -> list[x509.Certificate]:
     except ValueError:
         raise CertificateImportError("The certificate file is damaged: a certificate in it cannot be read.") from None
     if len(certs) > MAX_CHAIN:
-        raise CertificateImportError(f"The certificate file holds {len(certs)} certificates; at most {MAX_CHAIN} are accepted.")
+        raise CertificateImportError(f"The certificate file holds {len(certs)} certificates; at most {MAX_CHAIN} "
+                                     "are accepted.")
     return certs
 
 
@@ -189,7 +190,8 @@ def _check_key_strength(key) -> list[str]:
         return []
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in EC_CURVES:
-            raise CertificateImportError(f"The EC key uses the curve {key.curve.name}; only P-256 and P-384 are accepted.")
+            raise CertificateImportError(f"The EC key uses the curve {key.curve.name}; only P-256 and P-384 "
+                                         "are accepted.")
         return []
     raise CertificateImportError("The private key is of a kind browsers do not accept for TLS here; use RSA "
                                  "(2048 bits or more) or EC P-256/P-384.")
@@ -240,10 +242,12 @@ def _order_chain(leaf: x509.Certificate, others: list[x509.Certificate]) -> list
         issuer = next((c for c in pool if _signed_by(current, c)), None)
         if issuer is None:
             raise CertificateImportError(
-                f"The chain is incomplete: the issuer of \"{_name(current)}\" (\"{selfsigned.name_text(current.issuer)}\") "
-                "is not in the file. Add the intermediate and root CA certificates after the server certificate.")
+                f"The chain is incomplete: the issuer of \"{_name(current)}\" "
+                f"(\"{selfsigned.name_text(current.issuer)}\") is not in the file. Add the intermediate and root CA "
+                "certificates after the server certificate.")
         if not _is_ca(issuer):
-            raise CertificateImportError(f"\"{_name(issuer)}\" signed \"{_name(current)}\" but is not a CA certificate.")
+            raise CertificateImportError(f"\"{_name(issuer)}\" signed \"{_name(current)}\" but is not a CA "
+                                         "certificate.")
         path.append(issuer)
         pool.remove(issuer)
         current = issuer
@@ -274,7 +278,8 @@ def _day(ts: float) -> str:
 def _check_names(leaf: x509.Certificate, hostname: str) -> None:
     names = selfsigned.sans(leaf)
     if not hostname:
-        raise CertificateImportError("The appliance has no hostname to check the certificate against; set [web] hostname.")
+        raise CertificateImportError("The appliance has no hostname to check the certificate against; "
+                                     "set [web] hostname.")
     if not any(_matches(pattern, hostname) for pattern in names):
         shown = ", ".join(selfsigned.printable(n) for n in names) or "no names at all (no subjectAltName)"
         raise CertificateImportError(f"The certificate is for {shown}; it does not cover this appliance's name "

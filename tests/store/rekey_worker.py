@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from appliance.system import dbkey  # noqa: E402
+from appliance.app import rekey_database  # noqa: E402
 
 if __name__ == "__main__":
     print("ready", flush=True)
     start = time.monotonic()
-    dbkey.rekey(Path(sys.argv[1]), passphrase=None, new_source="file", new_passphrase=None)
+    rekey_database(Path(sys.argv[1]), passphrase=None, new_source="file", new_passphrase=None)
     print(f"done {time.monotonic() - start:.4f}", flush=True)

@@ -18,13 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from appliance.app import open_database, rekey_database
 from appliance.clock import SystemClock
 from appliance.config import TLSConfig
 from appliance.crypto import keyfile
 from appliance.crypto.kdf import WrongPassphraseError
+from appliance.paths import DataDir
 from appliance.store import Database, WrongKeyError
-from appliance.system import dbkey
+from appliance.store.keys import KeySourceError
 from appliance.tls import TLSManager
+from appliance.tls.rekey import key_password
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 20_000
@@ -33,25 +36,27 @@ ITERATIONS = 14
 
 def _make(data: Path, rows: int = ROWS, *, source: str = "file", passphrase=None) -> None:
     data.mkdir(mode=0o700, parents=True)
-    db, key = dbkey.unlock(data, key_source=source, passphrase=passphrase, readers=1)
+    db, key = open_database(data, 1, key_source=source, passphrase=passphrase)
     try:
         db.write_sync(lambda c: c.executemany("INSERT INTO settings (key, value) VALUES (?, ?)",
                                               [(f"row{i}", "x" * 180) for i in range(rows)]))
     finally:
         db.close()
-    tls = TLSManager(data / "tls", TLSConfig(), "outpost.test", SystemClock(), dbkey.tls_password(key))
+    tls = TLSManager(data / "tls", TLSConfig(), "outpost.test", SystemClock(), key_password(key),
+                     audit=lambda *a, **k: None)
     tls.ensure()
 
 
 def _check(data: Path, rows: int = ROWS, *, source: str = "file", passphrase=None) -> bytes:
-    db, key = dbkey.unlock(data, key_source=source, passphrase=passphrase, readers=1)
+    db, key = open_database(data, 1, key_source=source, passphrase=passphrase)
     try:
         n = db.read_sync(lambda c: c.execute("SELECT count(*) FROM settings WHERE key LIKE 'row%'").fetchone()[0])
     finally:
         db.close()
     assert n == rows
-    assert not (data / dbkey.NEW_KEY_FILE).exists()
-    tls = TLSManager(data / "tls", TLSConfig(), "outpost.test", SystemClock(), dbkey.tls_password(key))
+    assert not DataDir(data).db_key_new.exists()
+    tls = TLSManager(data / "tls", TLSConfig(), "outpost.test", SystemClock(), key_password(key),
+                     audit=lambda *a, **k: None)
     assert tls.ensure() == []  # the CA and leaf keys open with the (new) key's password: nothing regenerated
     return key
 
@@ -59,9 +64,9 @@ def _check(data: Path, rows: int = ROWS, *, source: str = "file", passphrase=Non
 def test_rekey_rotates_key_tls_keys_and_drops_old_snapshots(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _make(data, 100)
-    old = keyfile.load_key(data / dbkey.KEY_FILE)
+    old = keyfile.load_key(DataDir(data).db_key)
     (data / "outpost.db.pre-0004").write_bytes(b"old snapshot under the old key")
-    facts = dbkey.rekey(data, passphrase=None, new_source="file", new_passphrase=None)
+    facts = rekey_database(data, passphrase=None, new_source="file", new_passphrase=None)
     assert facts == {"old_source": "file", "new_source": "file", "snapshots_removed": 1}
     new = _check(data, 100)
     assert new != old
@@ -74,19 +79,19 @@ def test_passphrase_source_conversion_both_ways(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _make(data, 10)
     secret = b"a long store passphrase"
-    dbkey.rekey(data, passphrase=None, new_source="passphrase", new_passphrase=lambda: secret)
-    assert keyfile.is_wrapped(data / dbkey.KEY_FILE)
-    assert secret not in (data / dbkey.KEY_FILE).read_bytes()
+    rekey_database(data, passphrase=None, new_source="passphrase", new_passphrase=lambda: secret)
+    assert keyfile.is_wrapped(DataDir(data).db_key)
+    assert secret not in DataDir(data).db_key.read_bytes()
     _check(data, 10, source="passphrase", passphrase=lambda: secret)
     with pytest.raises(WrongPassphraseError):
-        dbkey.unlock(data, key_source="passphrase", passphrase=lambda: b"wrong passphrase", readers=1)
-    with pytest.raises(dbkey.KeySourceError, match="key_source"):
-        dbkey.unlock(data, key_source="file", passphrase=None, readers=1)
-    dbkey.rekey(data, passphrase=lambda: secret, new_source="file", new_passphrase=None)
-    assert not keyfile.is_wrapped(data / dbkey.KEY_FILE)
+        open_database(data, 1, key_source="passphrase", passphrase=lambda: b"wrong passphrase")
+    with pytest.raises(KeySourceError, match="key_source"):
+        open_database(data, 1, key_source="file", passphrase=None)
+    rekey_database(data, passphrase=lambda: secret, new_source="file", new_passphrase=None)
+    assert not keyfile.is_wrapped(DataDir(data).db_key)
     _check(data, 10)
-    with pytest.raises(dbkey.KeySourceError, match="rekey --key-source passphrase"):
-        dbkey.unlock(data, key_source="passphrase", passphrase=lambda: secret, readers=1)
+    with pytest.raises(KeySourceError, match="rekey --key-source passphrase"):
+        open_database(data, 1, key_source="passphrase", passphrase=lambda: secret)
 
 
 def test_cli_passphrase_source_and_systemd_credential(tmp_path: Path) -> None:
@@ -130,7 +135,7 @@ def test_kill_9_during_rekey_leaves_a_database_that_opens(tmp_path: Path) -> Non
             break
         data = tmp_path / f"run{i}"
         shutil.copytree(template, data)
-        old = keyfile.load_key(data / dbkey.KEY_FILE)
+        old = keyfile.load_key(DataDir(data).db_key)
         proc = subprocess.Popen([sys.executable, str(ROOT / "tests/store/rekey_worker.py"), str(data)],
                                 stdout=subprocess.PIPE, text=True)
         try:
@@ -145,14 +150,14 @@ def test_kill_9_during_rekey_leaves_a_database_that_opens(tmp_path: Path) -> Non
         finally:
             proc.wait(timeout=30)
         finished = proc.returncode == 0
-        pending = (data / dbkey.NEW_KEY_FILE).exists()
+        pending = DataDir(data).db_key_new.exists()
         key = _check(data)
         if finished:
             outcomes["finished"] += 1
         else:
             outcomes["old" if key == old else "new"] += 1
         assert finished or proc.returncode == -signal.SIGKILL
-        assert pending or key == keyfile.load_key(data / dbkey.KEY_FILE)
+        assert pending or key == keyfile.load_key(DataDir(data).db_key)
         shutil.rmtree(data)
     print(f"rekey kill -9 outcomes: {outcomes}, window {window:.3f}s")
     assert outcomes["old"] + outcomes["new"] >= ITERATIONS // 2
@@ -168,8 +173,8 @@ def test_serve_with_passphrase_source_from_systemd_credential(tmp_path: Path) ->
     app = Appliance(tmp_path / "data", free_port(), config=FAST_HASH_CONFIG + '\n[store]\nkey_source = "passphrase"\n',
                     env=env)
     try:
-        assert keyfile.is_wrapped(tmp_path / "data" / dbkey.KEY_FILE)
-        assert b"serve passphrase" not in (tmp_path / "data" / dbkey.KEY_FILE).read_bytes()
+        assert keyfile.is_wrapped(DataDir(tmp_path / "data").db_key)
+        assert b"serve passphrase" not in DataDir(tmp_path / "data").db_key.read_bytes()
     finally:
         app.stop()
     assert "serve passphrase" not in app.output()

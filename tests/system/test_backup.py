@@ -16,10 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.app import open_database
+from appliance.backup.archive import create
+from appliance.backup.errors import BackupDiskFullError, BackupError, BackupFormatError
+from appliance.backup.format import write_backup
+from appliance.backup.passphrase import read_passphrase_file
+from appliance.backup.restore import restore
+from appliance.backup.scheduler import due, list_backups, prune, scheduled_name
+from appliance.backup.service import BackupService
 from appliance.crypto import kdf, keyfile
 from appliance.store import Database
-from appliance.system import backup, dbkey
-from appliance.system.backup import BackupDiskFullError, BackupFormatError
 
 FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
 PASS = b"correct backup passphrase"
@@ -34,7 +40,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 def _make_data_dir(path: Path, rows: int = 50) -> None:
     path.mkdir(mode=0o700, parents=True)
-    db, _ = dbkey.unlock(path, key_source="file", passphrase=None, readers=1)
+    db, _ = open_database(path, 1)
     try:
         db.write_sync(lambda c: c.executemany("INSERT INTO settings (key, value) VALUES (?, ?)",
                                               [(f"k{i}", "v" * 100) for i in range(rows)]))
@@ -56,7 +62,7 @@ def good(tmp_path_factory) -> tuple[Path, bytes]:
     db = Database.open(data / "outpost.db", key, readers=1)
     try:
         out = root / "good.opbk"
-        backup.create(db, data, out, PASS, config_path=None, app_version="test", params=FAST)
+        create(db, data, out, PASS, config_path=None, app_version="test", params=FAST)
     finally:
         db.close()
     return data, out.read_bytes()
@@ -78,15 +84,15 @@ def test_round_trip_into_existing_and_fresh(good, tmp_path, target) -> None:
     f.write_bytes(blob)
     assert blob[:8] == b"OUTPOSTB" and b"v" * 100 not in blob
     fresh = tmp_path / "fresh" / "data"
-    backup.restore(f, fresh, PASS)
+    restore(f, fresh, PASS)
     assert (fresh / "recordings" / "big.cast").read_bytes() == (data / "recordings" / "big.cast").read_bytes()
-    db, _ = dbkey.unlock(fresh, key_source="file", passphrase=None, readers=1)
+    db, _ = open_database(fresh, 1)
     try:
         assert db.read_sync(lambda c: c.execute("SELECT count(*) FROM settings WHERE key LIKE 'k%'").fetchone()[0]) == 50
     finally:
         db.close()
     # over an existing directory: replaced, but what a backup does not hold (update slots) is carried over
-    backup.restore(f, target, PASS)
+    restore(f, target, PASS)
     assert (target / "updates" / "slot-a").read_bytes().startswith(b"installed slot")
     assert (target / "keys" / "db.key").read_bytes() == (data / "keys" / "db.key").read_bytes()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging or old dir left
@@ -97,7 +103,7 @@ def _refused(blob: bytes, tmp_path: Path, target: Path, words: str | None = None
     f.write_bytes(blob)
     before = _tree(target)
     with pytest.raises(BackupFormatError) as err:
-        backup.restore(f, target, passphrase)
+        restore(f, target, passphrase)
     assert _tree(target) == before
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
     if words:
@@ -151,7 +157,7 @@ def test_not_enough_disk_space_is_a_clear_error(good, tmp_path) -> None:
         db = Database.open(data / "outpost.db", key, readers=1)
         try:
             with pytest.raises(BackupDiskFullError, match="not enough disk space"):
-                backup.create(db, data, small / "b.opbk", PASS, config_path=None, app_version="t", params=FAST)
+                create(db, data, small / "b.opbk", PASS, config_path=None, app_version="t", params=FAST)
         finally:
             db.close()
         assert list(small.iterdir()) == []  # no partial file left behind
@@ -161,25 +167,25 @@ def test_not_enough_disk_space_is_a_clear_error(good, tmp_path) -> None:
 
 def test_retention_keeps_newest(tmp_path) -> None:
     for i in range(5):
-        (tmp_path / backup.scheduled_name(1_700_000_000 + i * 3600)).write_bytes(b"x")
-    doomed = backup.prune(tmp_path, 2)
+        (tmp_path / scheduled_name(1_700_000_000 + i * 3600)).write_bytes(b"x")
+    doomed = prune(tmp_path, 2)
     assert len(doomed) == 3
-    assert [p.name for p in backup.list_backups(tmp_path)] == [backup.scheduled_name(1_700_000_000 + i * 3600)
+    assert [p.name for p in list_backups(tmp_path)] == [scheduled_name(1_700_000_000 + i * 3600)
                                                                for i in (3, 4)]
-    assert not backup.due(tmp_path, 24, (tmp_path / backup.scheduled_name(1_700_000_000 + 4 * 3600)).stat().st_mtime)
+    assert not due(tmp_path, 24, (tmp_path / scheduled_name(1_700_000_000 + 4 * 3600)).stat().st_mtime)
 
 
 def test_passphrase_file_rules(tmp_path) -> None:
     p = tmp_path / "pp"
     p.write_bytes(b"secret\n")
     p.chmod(0o644)
-    with pytest.raises(backup.BackupError, match="chmod 600"):
-        backup.read_passphrase_file(p)
+    with pytest.raises(BackupError, match="chmod 600"):
+        read_passphrase_file(p)
     p.chmod(0o600)
-    assert backup.read_passphrase_file(p) == b"secret"
+    assert read_passphrase_file(p) == b"secret"
     p.write_bytes(b"\n")
-    with pytest.raises(backup.BackupError, match="empty"):
-        backup.read_passphrase_file(p)
+    with pytest.raises(BackupError, match="empty"):
+        read_passphrase_file(p)
 
 
 def test_scheduler_writes_into_directory_with_retention(good, tmp_path) -> None:
@@ -192,7 +198,7 @@ def test_scheduler_writes_into_directory_with_retention(good, tmp_path) -> None:
     directory = tmp_path / "scheduled"
     directory.mkdir()
     for i in range(3):  # older backups, beyond retention once a new one exists
-        old = directory / backup.scheduled_name(1_600_000_000 + i)
+        old = directory / scheduled_name(1_600_000_000 + i)
         old.write_bytes(b"old")
         os.utime(old, (1_600_000_000 + i, 1_600_000_000 + i))
     pp = tmp_path / "pp"
@@ -201,20 +207,20 @@ def test_scheduler_writes_into_directory_with_retention(good, tmp_path) -> None:
     cfg = BackupConfig(directory=str(directory), interval_hours=24, keep=2, passphrase_file=str(pp))
     key = keyfile.load_key(data / "keys" / "db.key")
     db = Database.open(data / "outpost.db", key, readers=1)
-    service = backup.BackupService(db, data, cfg, SystemClock(), config_path=None, app_version="t")
+    service = BackupService(db, data, cfg, SystemClock(), config_path=None, app_version="t")
 
     async def run() -> None:
         task = asyncio.create_task(service.scheduler())
         for _ in range(200):
             await asyncio.sleep(0.05)
-            if len(backup.list_backups(directory)) == 2 and not any(p.read_bytes() == b"old" for p in
-                                                                      backup.list_backups(directory)[-1:]):
+            if len(list_backups(directory)) == 2 and not any(p.read_bytes() == b"old" for p in
+                                                               list_backups(directory)[-1:]):
                 break
         task.cancel()
 
     try:
         asyncio.run(run())
-        files = backup.list_backups(directory)
+        files = list_backups(directory)
         assert len(files) == 2 and files[-1].read_bytes()[:8] == b"OUTPOSTB"
         records = db.read_sync(lambda c: c.execute("SELECT count(*) FROM audit_log WHERE action = 'backup.create'").fetchone()[0])
         assert records == 1
@@ -250,10 +256,10 @@ def test_sealed_but_malicious_content_is_refused(tmp_path, target, kind) -> None
             entry("tls/dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
 
     f = tmp_path / "evil.opbk"
-    backup.write_backup(f, PASS, add, app_version="evil", params=FAST)
+    write_backup(f, PASS, add, app_version="evil", params=FAST)
     before = _tree(target)
     with pytest.raises(BackupFormatError):
-        backup.restore(f, target, PASS)
+        restore(f, target, PASS)
     assert _tree(target) == before
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/outpost-absolute-escape").exists()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.backup.format import write_backup
+from appliance.backup.restore import RESTORED_CONFIG, restore
 from appliance.crypto import kdf
-from appliance.system import backup
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "backup-v1.opbk"
@@ -62,17 +63,17 @@ def _write_fixed(path: Path, files: dict[str, bytes], monkeypatch: pytest.Monkey
     real = secrets.token_bytes
     monkeypatch.setattr(kdf, "new_salt", lambda: SALT)
     monkeypatch.setattr(secrets, "token_bytes", lambda n=None: PREFIX if n == 7 else real(n))
-    backup.write_backup(path, PASS, _add(files), app_version="golden", params=FAST, now=CREATED)
+    write_backup(path, PASS, _add(files), app_version="golden", params=FAST, now=CREATED)
     return path.read_bytes()
 
 
 def test_a_version_1_file_from_before_the_split_still_restores(tmp_path: Path) -> None:
     target = tmp_path / "data"
-    header = backup.restore(GOLDEN, target, PASS)
+    header = restore(GOLDEN, target, PASS)
     assert (header.app_version, header.created_at, header.chunk_size) == ("golden", CREATED, 1 << 20)
     for name, data in _small_files().items():
         if name == "config.toml":
-            name = backup.RESTORED_CONFIG
+            name = RESTORED_CONFIG
         assert (target / name).read_bytes() == data
 
 
@@ -82,7 +83,7 @@ def test_the_writer_still_writes_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     assert hashlib.sha256(big).hexdigest() == BIG_SHA256
     # and the three-chunk file reads back completely
     target = tmp_path / "restored"
-    backup.restore(tmp_path / "big.opbk", target, PASS)
+    restore(tmp_path / "big.opbk", target, PASS)
     assert (target / "recordings" / "big.cast").read_bytes() == _big_files()["recordings/big.cast"]
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.backup.format import write_backup
 from appliance.crypto import kdf
-from appliance.system import backup
 from tests.conftest import ROOT
 
 FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
@@ -106,7 +106,7 @@ def test_hostile_backup_is_refused_and_nothing_changes(tmp_path, target, case):
         CASES[case][0](tar)
 
     hostile = tmp_path / "hostile.opbk"
-    backup.write_backup(hostile, PASS.encode(), add, app_version="evil", params=FAST)
+    write_backup(hostile, PASS.encode(), add, app_version="evil", params=FAST)
     pp = tmp_path / "pp"
     pp.write_text(PASS + "\n")
     pp.chmod(0o600)

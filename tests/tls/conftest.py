@@ -12,14 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audit.events import Event
+from appliance.audit.models import Actor
 from appliance.clock import FrozenClock
 from appliance.config import TLSConfig
 from appliance.tls import TLSManager
+from appliance.tls.manager import TLSAudit
 from tests.conftest import free_port  # noqa: F401  (tests here import it from this package)
 from tests.serving import ServerThread, tiny_app  # noqa: F401
 
 KEY_PASSWORD = b"test-key-password-not-a-secret"
 HOSTNAME = "outpost.test"
+OPERATOR = Actor(type="user", name="operator", source="127.0.0.1")
+
+
+class AuditTrail(list):
+    """The audit callable's edge for tests that are about certificates, not the log:
+    keeps (event, actor, target, details) in order (test_importer.py checks the real log)."""
+
+    def __call__(self, event: Event, *, actor: Actor, target: str, details: dict) -> None:
+        self.append((event, actor, target, details))
 
 
 def openssl_path() -> str:
@@ -38,7 +50,8 @@ def sslyze_path() -> str:
 
 def run(argv: list[str], *, stdin: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
-    return subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    return subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"),
+                                       proc.stderr.decode(errors="replace"))
 
 
 @pytest.fixture
@@ -57,9 +70,11 @@ def make_manager(
     *,
     hostname: str = HOSTNAME,
     password: bytes = KEY_PASSWORD,
+    audit: TLSAudit | None = None,
     **config: object,
 ) -> TLSManager:
-    return TLSManager(tls_dir, TLSConfig(**config), hostname, clock, password)
+    return TLSManager(tls_dir, TLSConfig(**config), hostname, clock, password,
+                      audit=AuditTrail() if audit is None else audit)
 
 
 @pytest.fixture
@@ -95,10 +110,12 @@ def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
-def peer_certificate(host: str, port: int, *, server_name: str | None = "localhost", **versions: ssl.TLSVersion) -> bytes:
+def peer_certificate(host: str, port: int, *, server_name: str | None = "localhost",
+                     **versions: ssl.TLSVersion) -> bytes:
     """DER of the certificate a fresh connection is served (no verification)."""
     ctx = client_context()
     for name, value in versions.items():
         setattr(ctx, name, value)
-    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+    with socket.create_connection((host, port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls:
         return tls.getpeercert(binary_form=True)

@@ -13,10 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audit.events import Event
 from appliance.tls import importer
 from appliance.tls.importer import CertificateImportError
 
-from .conftest import HOSTNAME, KEY_PASSWORD, client_context, make_manager, openssl_path, peer_certificate
+from .conftest import (
+    HOSTNAME,
+    KEY_PASSWORD,
+    OPERATOR,
+    client_context,
+    make_manager,
+    openssl_path,
+    peer_certificate,
+)
 from .customer_pki import PKI
 
 
@@ -136,8 +145,8 @@ def test_install_rollback_regenerate_hot_swap(tmp_path: Path, frozen_clock, pki:
     ctx.check_hostname = False
     held = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=5), server_hostname="localhost")
 
-    events = m.install_customer(_pem(pki, "good"))
-    assert events == ["tls.cert.import"]
+    events = m.install_customer(_pem(pki, "good"), actor=OPERATOR, via="cli")
+    assert events == [Event.TLS_CERT_IMPORT]
     info = m.info()
     assert info.source == "customer" and info.previous == "generated"
     assert _fp(peer_certificate("127.0.0.1", server.port)) == info.leaf_fingerprint != generated
@@ -151,16 +160,16 @@ def test_install_rollback_regenerate_hot_swap(tmp_path: Path, frozen_clock, pki:
 
     # a second import keeps the first customer certificate as "previous"
     first = info.leaf_fingerprint
-    m.install_customer(_pem(pki, "rsa3072"))
+    m.install_customer(_pem(pki, "rsa3072"), actor=OPERATOR, via="cli")
     assert m.info().previous == first
-    assert m.rollback() == ["tls.cert.rollback"]
+    assert m.rollback(actor=OPERATOR, via="cli") == [Event.TLS_CERT_ROLLBACK]
     assert m.info().leaf_fingerprint == first
     assert _fp(peer_certificate("127.0.0.1", server.port)) == first
 
     # renewal of the generated leaf never replaces the customer certificate
     frozen_clock.advance(80 * 86400)
     renewed = m.renew_if_due()
-    assert "tls.cert.renew" in renewed and m.info().leaf_fingerprint == first
+    assert Event.TLS_CERT_RENEW in renewed and m.info().leaf_fingerprint == first
 
     # a restart (new manager) serves the customer certificate
     again = make_manager(tmp_path / "tls", frozen_clock)
@@ -168,15 +177,15 @@ def test_install_rollback_regenerate_hot_swap(tmp_path: Path, frozen_clock, pki:
     assert again.info().leaf_fingerprint == first and again.info().source == "customer"
 
     # regenerate: back to a fresh local leaf; the customer certificate becomes "previous"
-    m.regenerate()
+    m.regenerate(actor=OPERATOR, via="cli")
     info = m.info()
     assert info.source == "generated" and info.previous == first
     assert _fp(peer_certificate("127.0.0.1", server.port)) == info.leaf_fingerprint
     from appliance.tls import TLSError
     with pytest.raises(TLSError, match="expired"):  # the clock moved 80 days: the customer leaf is past its end
-        m.rollback()
+        m.rollback(actor=OPERATOR, via="cli")
     frozen_clock.advance(-80 * 86400)
-    m.rollback()
+    m.rollback(actor=OPERATOR, via="cli")
     assert m.info().leaf_fingerprint == first
 
 
@@ -185,15 +194,53 @@ def test_rollback_with_nothing_before_is_refused(tmp_path: Path, frozen_clock) -
     m.ensure()
     from appliance.tls import TLSError
     with pytest.raises(TLSError, match="no previous certificate"):
-        m.rollback()
+        m.rollback(actor=OPERATOR, via="cli")
 
 
 def test_reencrypt_keys_is_idempotent(tmp_path: Path, frozen_clock, pki: PKI) -> None:
-    from appliance.tls.manager import reencrypt_keys
+    from appliance.tls.rekey import reencrypt_keys
     m = make_manager(tmp_path / "tls", frozen_clock)
     m.ensure()
-    m.install_customer(_pem(pki, "good"))
+    m.install_customer(_pem(pki, "good"), actor=OPERATOR, via="cli")
     assert reencrypt_keys(tmp_path / "tls", KEY_PASSWORD, b"new password") == 3
     assert reencrypt_keys(tmp_path / "tls", KEY_PASSWORD, b"new password") == 0
     again = make_manager(tmp_path / "tls", frozen_clock, password=b"new password")
     assert again.ensure() == [] and again.info().source == "customer"
+
+
+def test_the_manager_audits_each_change_once_as_who_asked(tmp_path: Path, frozen_clock, pki: PKI) -> None:
+    """No caller records TLS events: the manager does, through its audit callable, into the real log."""
+    import json
+    import os
+
+    from appliance.audit.log import verify_chain
+    from appliance.audit.service import AuditService
+    from appliance.store import Database
+
+    db = Database.open(tmp_path / "outpost.db", os.urandom(32), readers=1)
+    try:
+        m = make_manager(tmp_path / "tls", frozen_clock, audit=AuditService(db, frozen_clock).record_alone_sync)
+        m.ensure()
+        ca, generated = m.info().ca_fingerprint, m.info().leaf_fingerprint
+        assert m.install_customer(_pem(pki, "good"), actor=OPERATOR, via="ui") == [Event.TLS_CERT_IMPORT]
+        customer = m.info()
+        assert m.install_customer(_pem(pki, "good"), actor=OPERATOR, via="ui") == []  # nothing changed: no record
+        m.regenerate(actor=OPERATOR, via="cli")
+        regenerated = m.info()
+        m.rollback(actor=OPERATOR, via="cli")
+        rows = db.read_sync(lambda c: c.execute("SELECT action, actor_type, actor, target, details FROM audit_log "
+                                                "ORDER BY seq").fetchall())
+        assert [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows] == [
+            ("tls.ca.generate", "system", "system", "", {"fingerprint": ca}),
+            ("tls.cert.generate", "system", "system", "", {"fingerprint": generated}),
+            ("tls.cert.import", "user", "operator", customer.leaf_subject,
+             {"fingerprint": customer.leaf_fingerprint, "via": "ui"}),
+            ("tls.cert.regenerate", "user", "operator", regenerated.leaf_subject,
+             {"fingerprint": regenerated.leaf_fingerprint, "via": "cli"}),
+            ("tls.cert.rollback", "user", "operator", customer.leaf_subject,
+             {"fingerprint": customer.leaf_fingerprint, "via": "cli"}),
+        ]
+        assert db.read_sync(verify_chain).ok
+    finally:
+        db.close()
+

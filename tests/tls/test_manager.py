@@ -11,9 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.audit.events import Event
 from appliance.errors import OutpostError
 from appliance.tls import TLSError, TLSFileError, TLSKeyPasswordError, TLSManager, selfsigned
-from appliance.tls.manager import INTERMEDIATE_CIPHERS
+from appliance.tls.context import INTERMEDIATE_CIPHERS
 
 from .conftest import KEY_PASSWORD, make_manager
 
@@ -26,7 +27,7 @@ def _snapshot(tls_dir: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_first_start_generates_then_nothing_to_do(tmp_path: Path, frozen_clock) -> None:
     m = make_manager(tmp_path / "tls", frozen_clock)
-    assert m.ensure() == ["tls.ca.generate", "tls.cert.generate"]
+    assert m.ensure() == [Event.TLS_CA_GENERATE, Event.TLS_CERT_GENERATE]
     before = _snapshot(tmp_path / "tls")
     again = make_manager(tmp_path / "tls", frozen_clock)
     assert again.ensure() == []
@@ -55,7 +56,7 @@ def test_renews_leaf_past_threshold_and_keeps_ca(tmp_path: Path, frozen_clock) -
     frozen_clock.advance(60 * DAY - 60)  # 30 days + 1 minute before expiry: not yet
     assert m.ensure() == []
     frozen_clock.advance(120)  # now inside the 30-day window
-    assert m.ensure() == ["tls.cert.renew"]
+    assert m.ensure() == [Event.TLS_CERT_RENEW]
     renewed = m.info()
     assert renewed.ca_fingerprint == first.ca_fingerprint
     assert renewed.leaf_fingerprint != first.leaf_fingerprint
@@ -66,7 +67,7 @@ def test_renews_leaf_past_threshold_and_keeps_ca(tmp_path: Path, frozen_clock) -
 def test_new_name_covered_by_ca_renews_only_the_leaf(tmp_path: Path, frozen_clock) -> None:
     make_manager(tmp_path / "tls", frozen_clock, hostname="outpost.test").ensure()
     m = make_manager(tmp_path / "tls", frozen_clock, hostname="ui.outpost.test")  # below a permitted name
-    assert m.ensure() == ["tls.cert.renew"]
+    assert m.ensure() == [Event.TLS_CERT_RENEW]
     assert "ui.outpost.test" in m.info().leaf_sans
 
 
@@ -74,7 +75,7 @@ def test_new_name_outside_ca_regenerates_ca_and_leaf(tmp_path: Path, frozen_cloc
     first = make_manager(tmp_path / "tls", frozen_clock, hostname="outpost.test")
     first.ensure()
     m = make_manager(tmp_path / "tls", frozen_clock, hostname="other.example")
-    assert m.ensure() == ["tls.ca.generate", "tls.cert.renew"]
+    assert m.ensure() == [Event.TLS_CA_GENERATE, Event.TLS_CERT_RENEW]
     assert m.info().ca_fingerprint != first.info().ca_fingerprint
     ca = x509.load_pem_x509_certificate(m.ca_pem_path.read_bytes())
     assert selfsigned.fingerprint(ca) == m.info().ca_fingerprint  # the public copy follows
@@ -84,7 +85,7 @@ def test_ca_close_to_expiry_is_regenerated(tmp_path: Path, frozen_clock) -> None
     m = make_manager(tmp_path / "tls", frozen_clock, ca_days=365, leaf_days=90, renew_before_days=30)
     m.ensure()
     frozen_clock.advance(340 * DAY)
-    assert m.ensure() == ["tls.ca.generate", "tls.cert.renew"]
+    assert m.ensure() == [Event.TLS_CA_GENERATE, Event.TLS_CERT_RENEW]
 
 
 def test_wrong_key_password_is_a_clear_error_and_writes_nothing(manager: TLSManager, tmp_path: Path, frozen_clock) -> None:
@@ -191,7 +192,7 @@ def test_leaf_from_another_ca_is_renewed(manager: TLSManager, tmp_path: Path, fr
     other = make_manager(tmp_path / "other", frozen_clock)
     other.ensure()
     (tmp_path / "tls" / "server.pem").write_bytes((tmp_path / "other" / "server.pem").read_bytes())
-    assert make_manager(tmp_path / "tls", frozen_clock).ensure() == ["tls.cert.renew"]
+    assert make_manager(tmp_path / "tls", frozen_clock).ensure() == [Event.TLS_CERT_RENEW]
 
 
 def test_empty_key_password_is_refused(tmp_path: Path, frozen_clock) -> None:

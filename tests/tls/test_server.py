@@ -18,6 +18,7 @@ import pytest
 import uvloop
 from cryptography import x509
 
+from appliance.audit.events import Event
 from appliance.tls import TLSManager, selfsigned
 from appliance.web.server import ServerStartError, bind_socket, serve
 
@@ -152,7 +153,7 @@ def test_hot_swap_new_connections_get_the_renewed_leaf(tmp_path: Path, frozen_cl
 
     frozen_clock.advance(61 * DAY)
     # From this (non-loop) thread, as the CLI's maintenance task does with asyncio.to_thread.
-    assert m.renew_if_due() == ["tls.cert.renew"]
+    assert m.renew_if_due() == [Event.TLS_CERT_RENEW]
     new = m.info().leaf_fingerprint
     assert new != old
     assert m.ssl_context() is listening
@@ -189,7 +190,7 @@ def test_renewals_during_handshakes_never_fail_one(tmp_path: Path, frozen_clock,
     fingerprints = {m.info().leaf_fingerprint}
     for _ in range(15):
         frozen_clock.advance(61 * DAY)
-        assert m.renew_if_due() == ["tls.cert.renew"]
+        assert m.renew_if_due() == [Event.TLS_CERT_RENEW]
         fingerprints.add(m.info().leaf_fingerprint)
         time.sleep(0.01)
     stop.set()
@@ -269,7 +270,7 @@ async def app(scope, receive, send):
             return
 
 async def main():
-    m = TLSManager(Path(sys.argv[1]), TLSConfig(), "", SystemClock(), b"pw")
+    m = TLSManager(Path(sys.argv[1]), TLSConfig(), "", SystemClock(), b"pw", audit=lambda *a, **k: None)
     m.ensure()
     await serve(app, host="127.0.0.1", port=int(sys.argv[2]), ssl_context=m.ssl_context(),
                 on_started=lambda: print("started", flush=True))

@@ -290,7 +290,7 @@ class _Served:
         from appliance.web.connlimits import Limits
         import dataclasses
 
-        self.manager = TLSManager(tmp_path / "tls", TLSConfig(), "", SystemClock(), b"pw")
+        self.manager = TLSManager(tmp_path / "tls", TLSConfig(), "", SystemClock(), b"pw", audit=lambda *a, **k: None)
         self.manager.ensure()
         limits = dataclasses.replace(Limits.from_config(WebConfig()), max_per_address=1)
         self.server = ServerThread(self.manager.ssl_context(), app=_ws_app, limits=limits).start()

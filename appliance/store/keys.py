@@ -9,8 +9,9 @@ Key sources ([store] key_source):
 Rotation, in this order, each step durable before the next:
 1. write the new key (in the target source's format) as keys/db.key.new (fsync, link);
 2. `PRAGMA rekey` the database (one SQLCipher transaction);
-3. re-encrypt the TLS private keys (their password is derived from the database key),
-   idempotently: each file is rewritten only if it does not yet open with the new one;
+3. let every follower re-encrypt what is derived from the database key (the TLS private
+   keys: tls/rekey.py), idempotently: the store does not know what they are, so the
+   caller passes them (app.DB_KEY_FOLLOWERS);
 4. delete the pre-migration snapshots (outpost.db.pre-NNNN): they are encrypted with the
    retired key, and a key is usually retired because it may have leaked, so a copy of
    the data under it must not stay behind;
@@ -28,22 +29,23 @@ Invariants (what must never happen):
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
 
-from appliance.crypto import keyfile, tokens
+from appliance.crypto import keyfile
 from appliance.errors import OutpostError
-from appliance.store import WrongKeyError
+from appliance.paths import DataDir
 from appliance.store.connection import Database
-from appliance.tls import manager as tls_manager
-
-DB_FILE = "outpost.db"
-KEY_FILE = Path("keys") / "db.key"
-NEW_KEY_FILE = Path("keys") / "db.key.new"
-TLS_DIR = "tls"
-TLS_PASSWORD_PURPOSE = "outpost tls private keys"
+from appliance.store.errors import WrongKeyError
 
 Passphrase = Callable[[], bytes]
+KeyFollower = Callable[[Path, bytes, bytes], None]
+"""`follower(data_dir, old_key, new_key)`: re-encrypts something derived from the database key.
+Must be idempotent: an interrupted rotation runs it again."""
+
+
+_NO_PASSPHRASE = "[store] key_source is \"passphrase\" but no passphrase was given"
+_NO_NEW_PASSPHRASE = "a new passphrase is needed for key_source \"passphrase\""
 
 
 class KeySourceError(OutpostError):
@@ -51,69 +53,64 @@ class KeySourceError(OutpostError):
     status = 500
 
 
-def tls_password(key: bytes) -> bytes:
-    """The password of the TLS private keys, derived from the database key."""
-    return tokens.hkdf(key, TLS_PASSWORD_PURPOSE)
-
-
 def unlock(data_dir: Path, *, key_source: str, passphrase: Passphrase | None, readers: int,
-           new_passphrase: Passphrase | None = None) -> tuple[Database, bytes]:
+           followers: Sequence[KeyFollower], new_passphrase: Passphrase | None = None) -> tuple[Database, bytes]:
     """Open (or create) the encrypted database; finish an interrupted rotation first.
 
     `new_passphrase` opens a pending db.key.new of a source conversion (default: `passphrase`).
     """
     data_dir = Path(data_dir)
-    db_path, key_path, new_path = data_dir / DB_FILE, data_dir / KEY_FILE, data_dir / NEW_KEY_FILE
+    layout = DataDir(data_dir)
+    db_path, key_path, new_path = layout.db, layout.db_key, layout.db_key_new
     if new_path.exists():
-        return _finish_rotation(data_dir, passphrase, new_passphrase or passphrase, readers)
+        return _finish_rotation(data_dir, passphrase, new_passphrase or passphrase, readers, followers)
     if key_path.exists() or db_path.exists():
         _check_source(key_path, key_source)
         key = keyfile.load_key(key_path, passphrase)
     else:
-        if key_source == "passphrase" and passphrase is None:
-            raise KeySourceError("[store] key_source is \"passphrase\" but no passphrase was given")
-        key = keyfile.create_key(key_path, passphrase() if key_source == "passphrase" else None)
+        key = keyfile.create_key(key_path, _secret_for(key_source, passphrase, _NO_PASSPHRASE))
     return Database.open(db_path, key, readers=readers), key
 
 
 def rekey(data_dir: Path, *, passphrase: Passphrase | None, new_source: str,
-          new_passphrase: Passphrase | None, readers: int = 1) -> dict:
+          new_passphrase: Passphrase | None, followers: Sequence[KeyFollower], readers: int = 1) -> dict:
     """Rotate the database key (and optionally its source). The server must be stopped.
 
     Returns non-secret facts for the audit record and the operator.
     """
     data_dir = Path(data_dir)
-    key_path, new_path = data_dir / KEY_FILE, data_dir / NEW_KEY_FILE
-    db, old_key = unlock(data_dir, key_source="passphrase" if keyfile.is_wrapped(key_path) else "file",
-                         passphrase=passphrase, new_passphrase=new_passphrase, readers=readers)
-    old_source = "passphrase" if keyfile.is_wrapped(key_path) else "file"
-    if new_source == "passphrase" and new_passphrase is None:
-        db.close()
-        raise KeySourceError("a new passphrase is needed for key_source \"passphrase\"")
+    key_path, new_path = DataDir(data_dir).db_key, DataDir(data_dir).db_key_new
+    db, old_key = unlock(data_dir, key_source=keyfile.source_of(key_path), passphrase=passphrase,
+                         new_passphrase=new_passphrase, readers=readers, followers=followers)
+    old_source = keyfile.source_of(key_path)  # after unlock: it may have finished an interrupted rotation
     new_key = secrets.token_bytes(keyfile.KEY_BYTES)
     try:
-        keyfile.write_new_key(new_path, new_key, new_passphrase() if new_source == "passphrase" else None)  # 1
+        secret = _secret_for(new_source, new_passphrase, _NO_NEW_PASSPHRASE)
+        keyfile.write_new_key(new_path, new_key, secret)  # 1
     except BaseException:
         db.close()
         raise
     db.rekey(new_key)  # 2 (closes db)
-    removed = _complete(data_dir, old_key, new_key)  # 3-5
+    removed = _complete(data_dir, old_key, new_key, followers)  # 3-5
     return {"old_source": old_source, "new_source": new_source, "snapshots_removed": removed}
 
 
-def _complete(data_dir: Path, old_key: bytes, new_key: bytes) -> int:
-    tls_manager.reencrypt_keys(data_dir / TLS_DIR, tls_password(old_key), tls_password(new_key))  # 3
+def _complete(data_dir: Path, old_key: bytes, new_key: bytes, followers: Sequence[KeyFollower]) -> int:
+    layout = DataDir(data_dir)
+    for follow in followers:  # 3
+        follow(data_dir, old_key, new_key)
     removed = 0
-    for snapshot in data_dir.glob(f"{DB_FILE}.pre-*"):  # 4
+    for snapshot in layout.db_snapshots():  # 4
         snapshot.unlink(missing_ok=True)
         removed += 1
-    keyfile.replace_key(data_dir / NEW_KEY_FILE, data_dir / KEY_FILE)  # 5
+    keyfile.replace_key(layout.db_key_new, layout.db_key)  # 5
     return removed
 
 
 def _finish_rotation(data_dir: Path, passphrase: Passphrase | None, new_passphrase: Passphrase | None,
-                     readers: int) -> tuple[Database, bytes]:
-    db_path, key_path, new_path = data_dir / DB_FILE, data_dir / KEY_FILE, data_dir / NEW_KEY_FILE
+                     readers: int, followers: Sequence[KeyFollower]) -> tuple[Database, bytes]:
+    layout = DataDir(data_dir)
+    db_path, key_path, new_path = layout.db, layout.db_key, layout.db_key_new
     old_key = keyfile.load_key(key_path, passphrase)
     new_key = keyfile.load_key(new_path, new_passphrase)
     try:
@@ -125,8 +122,17 @@ def _finish_rotation(data_dir: Path, passphrase: Passphrase | None, new_passphra
         keyfile.fsync_parent(new_path)
         return db, old_key
     db = Database.open(db_path, new_key, readers=readers)  # WrongKeyError here: neither key opens it
-    _complete(data_dir, old_key, new_key)
+    _complete(data_dir, old_key, new_key, followers)
     return db, new_key
+
+
+def _secret_for(key_source: str, passphrase: Passphrase | None, missing: str) -> bytes | None:
+    """The passphrase a key in `key_source` is wrapped with (None: a plain key file)."""
+    if key_source != "passphrase":
+        return None
+    if passphrase is None:
+        raise KeySourceError(missing)
+    return passphrase()
 
 
 def _check_source(key_path: Path, key_source: str) -> None:
