@@ -41,4 +41,5 @@ class BindingStaleError(ConflictError):
     code = "credential_binding_stale"
 
     def __init__(self) -> None:
-        super().__init__("The device's address, port or credential changed since this page was loaded; review it again.")
+        super().__init__("The device's address, port or credential changed since this page was loaded; "
+                         "review it again.")

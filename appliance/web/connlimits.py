@@ -68,10 +68,9 @@ def raise_nofile_limit() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft != resource.RLIM_INFINITY and soft < target:
-        try:
+        # e.g. above fs.nr_open: keep the soft limit; connection_cap() sizes the cap to it
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # e.g. above fs.nr_open: keep the soft limit; connection_cap() sizes the cap to it
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft, hard
 
@@ -158,7 +157,8 @@ class Slot:
 class Gate:
     """Admission at accept time: the IP allow list, then the per-address and global caps."""
 
-    def __init__(self, limits: Limits, *, cap: int, allow: Callable[[str], bool] | None, trusted_proxies: list[str]) -> None:
+    def __init__(self, limits: Limits, *, cap: int, allow: Callable[[str], bool] | None,
+                 trusted_proxies: list[str]) -> None:
         self.limits = limits
         self.cap = cap
         self.allow = allow

@@ -83,7 +83,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         details = {"fields": list(problems), "problems": problems}
         if problems:
             message = "Invalid input: " + "; ".join(f"{f} ({p})" for f, p in problems.items()) + "."
-    return error_response(request, status, "http_%d" % status, message, details)
+    return error_response(request, status, f"http_{status}", message, details)
 
 
 def server_error(request: Request, exc: Exception) -> Response:

@@ -221,7 +221,8 @@ def check_framework() -> tuple[type, type]:
     version = getattr(uvicorn, "__version__", "unknown")
     if not version.startswith(SUPPORTED_UVICORN):
         raise ServerStartError(f"uvicorn {version} is not the version the HTTPS listener was written against "
-                               f"({SUPPORTED_UVICORN}x); its overrides (web/protocol.py, web/server.py) must be reviewed first")
+                               f"({SUPPORTED_UVICORN}x); its overrides (web/protocol.py, web/server.py) "
+                               "must be reviewed first")
     classes = {"HttpToolsProtocol": http_base, "WebSocketsSansIOProtocol": ws_base, "Server": uvicorn.Server}
     missing = [f"{name}.{attr}" for name, attrs in _RELIED_ON.items() for attr in attrs
                if not callable(getattr(classes[name], attr, None))]

@@ -52,7 +52,8 @@ def render(env: Environment, request: Request, template: str, *, status: int = 2
     from appliance.auth.permissions import allowed
 
     principal = request.scope.get(PRINCIPAL)
-    csrf = principal.csrf_token if principal else request.scope.get("outpost.pre_csrf") or request.cookies.get(PRE_SESSION_COOKIE, "")
+    pre_csrf = request.scope.get("outpost.pre_csrf") or request.cookies.get(PRE_SESSION_COOKIE, "")
+    csrf = principal.csrf_token if principal else pre_csrf
     nav = [(path, label) for perm, path, label in NAV
            if principal and (perm is None or allowed(principal.role, perm))]
     html = env.get_template(template).render(principal=principal, csrf_token=csrf, nav=nav, path=request.url.path,

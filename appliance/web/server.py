@@ -174,7 +174,8 @@ async def serve(
 
     loop = asyncio.get_running_loop()
     if not isinstance(loop, uvloop.Loop):
-        raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); refusing the slower asyncio loop")
+        raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); "
+                               "refusing the slower asyncio loop")
     limits = limits or Limits.from_config(WebConfig())
     cap = connection_cap(limits)
     if cap is None:

@@ -13,8 +13,8 @@ import msgspec
 from litestar import Request, get, put
 
 from appliance.auth.models import SecurityPolicy
-from appliance.web.deps import actor, client, services
 from appliance.web.api.proof import Password, TotpCode, proven
+from appliance.web.deps import actor, client, services
 from appliance.web.guards import permission
 
 

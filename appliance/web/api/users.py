@@ -124,12 +124,12 @@ async def update_user(request: Request, user_id: UserId, data: UserPatch) -> Use
 @post("/api/v1/users/{user_id:int}/unlock", guards=[permission("users.manage")], name="api_users_unlock",
       tags=["users"], status_code=200, summary="Unlock a locked account")
 async def unlock_user(request: Request, user_id: UserId) -> UserOut:
-    return user_out(await services(request).auth.accounts.unlock_user(principal(request), user_id, source=client(request)),
-                    _now(request))
+    unlocked = await services(request).auth.accounts.unlock_user(principal(request), user_id, source=client(request))
+    return user_out(unlocked, _now(request))
 
 
-@post("/api/v1/users/{user_id:int}/password-reset", guards=[permission("users.manage")], name="api_users_reset_password",
-      tags=["users"], status_code=200, summary="Reset a user's password",
+@post("/api/v1/users/{user_id:int}/password-reset", guards=[permission("users.manage")],
+      name="api_users_reset_password", tags=["users"], status_code=200, summary="Reset a user's password",
       description="Needs the key owner's password (and TOTP code with 2FA). A new temporary password (shown once); "
                   "the user's sessions and API keys are revoked.")
 async def reset_password(request: Request, user_id: UserId, data: Proof) -> UserWithPassword:
@@ -143,7 +143,8 @@ async def reset_password(request: Request, user_id: UserId, data: Proof) -> User
       description="Needs the key owner's password (and TOTP code with 2FA). The user's sessions are revoked.")
 async def reset_totp(request: Request, user_id: UserId, data: Proof) -> UserOut:
     who = await proven(request, data.password, data.totp_code)
-    return user_out(await services(request).auth.accounts.reset_totp(who, user_id, source=client(request)), _now(request))
+    user = await services(request).auth.accounts.reset_totp(who, user_id, source=client(request))
+    return user_out(user, _now(request))
 
 
 @get("/api/v1/sessions", guards=[authenticated], name="api_sessions_list", tags=["sessions"],

@@ -63,7 +63,8 @@ async def password_submit(request: Request) -> Response:
         return page(request, "account/password.html", status=400, errors=exc.details, message=exc.message,
                     policy=auth.policy.current)
     except RateLimitedError as exc:
-        return page(request, "account/password.html", status=429, errors={}, message=exc.message, policy=auth.policy.current)
+        return page(request, "account/password.html", status=429, errors={}, message=exc.message,
+                    policy=auth.policy.current)
     nxt = "/account/2fa" if session.principal.needs_totp_enrolment else "/account?changed=password"
     return with_session(redirect(nxt), session)
 
@@ -108,8 +109,8 @@ async def totp_confirm(request: Request) -> Response:
     who = principal(request)
     form = await request.form()
     try:
-        done = await services(request).auth.totp.confirm_enrolment(who, code=text(form, "code"),
-                                                                   source=client(request), user_agent=user_agent(request))
+        done = await services(request).auth.totp.confirm_enrolment(who, code=text(form, "code"), source=client(request),
+                                                                   user_agent=user_agent(request))
     except (TOTPError, ValidationError) as exc:
         return await _totp_view(request, errors={"code": exc.message}, message="The code was not accepted.",
                                   status=400)

@@ -56,8 +56,9 @@ async def create(request: Request) -> Response:
         svc.auth.stepup.require_recent_auth(who)
         days_text = values["expires_days"].strip()
         if not days_text.isdigit() or len(days_text) > 4:
+            most = svc.config.access.api_key_max_days
             raise ValidationError("Please correct the highlighted fields.",
-                                  details={"expires_days": f"Enter a whole number of days from 1 to {svc.config.access.api_key_max_days}."})
+                                  details={"expires_days": f"Enter a whole number of days from 1 to {most}."})
         issued = await svc.apikeys.create(owner_id=who.user_id, name=values["name"], role=values["role"],
                                           days=int(days_text), actor=actor(request), caller_role=who.role)
     except (ValidationError, ConflictError) as exc:

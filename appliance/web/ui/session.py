@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 
-from appliance.auth.models import SecondFactorRequired
 from appliance.auth.errors import LoginFailedError, SetupError
+from appliance.auth.models import SecondFactorRequired
 from appliance.crypto.totp import TOTPError
 from appliance.errors import RateLimitedError, ValidationError
 from appliance.web.cookies import cleared, ensure_pre_session, session_cookie, with_pre_session
@@ -61,7 +61,8 @@ async def login_page(request: Request) -> Response:
     if principal_or_none(request):
         return redirect("/dashboard")
     token = ensure_pre_session(request)
-    notice = "Setup is complete. Sign in with the account you just created." if request.query_params.get("setup") else ""
+    notice = ("Setup is complete. Sign in with the account you just created."
+              if request.query_params.get("setup") else "")
     return with_pre_session(page(request, "login.html", values={}, notice=notice), token)
 
 
@@ -121,7 +122,8 @@ async def login_2fa_submit(request: Request) -> Response:
         message = "This sign-in has expired or had too many wrong codes. Start again with your password."
         return page(request, "login.html", status=401, values={}, message=message)
     except (TOTPError, ValidationError) as exc:
-        message, errors = "The code was not accepted.", {"code": exc.message if isinstance(exc, TOTPError) else "Enter the code."}
+        message = "The code was not accepted."
+        errors = {"code": exc.message if isinstance(exc, TOTPError) else "Enter the code."}
     except RateLimitedError as exc:
         message, status = exc.message, 429
     else:

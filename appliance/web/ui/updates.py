@@ -69,7 +69,8 @@ async def apply(request: Request) -> Response:
     if st.phase == "switched" and not updater.layout.pid_file.exists():
         note = "Restart the appliance service to start it; the health gate runs then."
     else:
-        note = "The appliance restarts now; reload this page in a minute. If the new version does not come up it is rolled back automatically."
+        note = ("The appliance restarts now; reload this page in a minute. If the new version does not come up "
+                "it is rolled back automatically.")
     return _page(request, ok=f"Version {st.pending or st.installed} is installed and selected. {note}")
 
 

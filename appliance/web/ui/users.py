@@ -97,7 +97,8 @@ async def user_unlock(request: Request, user_id: int) -> Response:
 @post("/users/{user_id:int}/reset-password", guards=[MANAGE], name="user_reset_password",
       opt=on_page("/users/{user_id}"))
 async def user_reset_password(request: Request, user_id: int) -> Response:
-    temporary = await services(request).auth.accounts.reset_password(principal(request), user_id, source=client(request))
+    temporary = await services(request).auth.accounts.reset_password(principal(request), user_id,
+                                                                      source=client(request))
     return await _detail(request, user_id, temporary=temporary)
 
 
