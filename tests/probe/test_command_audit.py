@@ -16,23 +16,19 @@ import time
 import pytest
 
 from tests.api.helpers import api, make_key, sql
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
-from tests.ssh.sshd import Sshd
+from tests.conftest import Appliance, csrf_of, do_login
 
 FULL = "cat /etc/motd; rm -rf /tmp/evidence"
 SLOW = "sleep 10; echo done"
 
 
 @pytest.fixture
-def world(tmp_path):
-    sshd = Sshd(tmp_path / "sshd")
-    sshd.start("a")
-    app = Appliance(tmp_path / "data", free_port())
+def world(appliance, sshd):
+    """A fresh server per test (they count audit records; one kills its server) with one device on the sshd."""
+    app = appliance
     apps = [app]
     try:
-        with app.client() as ui:
-            assert do_setup(ui, app.setup_code()).status_code == 303
-            assert do_login(ui).status_code == 303
+        app.set_up()
         with api(app, make_key(app, "admin", "admin")) as admin:
             r = admin.post("/api/v1/devices", json={
                 "name": "audited", "address": "127.0.0.1", "port": sshd.port, "poll_interval": 60,
@@ -40,9 +36,8 @@ def world(tmp_path):
             assert r.status_code == 201, r.text
         yield app, apps, sshd, r.json()["id"]
     finally:
-        for a in apps:
+        for a in apps[1:]:
             a.stop()
-        sshd.stop()
 
 
 def _records(app, action: str) -> list[tuple[str, dict]]:
@@ -94,7 +89,7 @@ def test_started_record_survives_a_kill_during_the_command(world):
     caller.join(timeout=20)
     ui.close()
     assert "response" not in answer, "the command finished before the kill; the test proves nothing"
-    again = Appliance(app.data_dir, free_port())
+    again = Appliance(app.data_dir)
     apps.append(again)
     with again.client() as admin:
         assert do_login(admin).status_code == 303

@@ -13,32 +13,23 @@ import httpx
 import pytest
 
 from tests.api.helpers import api, make_key, sql
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
-from tests.ssh.sshd import Sshd
+from tests.conftest import csrf_of, do_login, wait_until
 
 EVIL = "^(a+)+$"
 TEXT = "a" * 27 + "!"  # Python's re: about 2^27 steps (~19 s here; the review saw 11.5 s for 25)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("redos")
-    sshd = Sshd(tmp / "sshd")
-    sshd.start("a")
-    app = Appliance(tmp / "data", free_port())
-    try:
-        with app.client() as ui:
-            assert do_setup(ui, app.setup_code()).status_code == 303
-            assert do_login(ui).status_code == 303
-            with api(app, make_key(app, "admin", "admin")) as admin:
-                r = admin.post("/api/v1/devices", json={
-                    "name": "redos", "address": "127.0.0.1", "port": sshd.port, "poll_interval": 10,
-                    "credential": {"username": sshd.user, "password": sshd.password}})
-                assert r.status_code == 201, r.text
-            yield app, ui, r.json()["id"]
-    finally:
-        app.stop()
-        sshd.stop()
+def world(shared_appliance, sshd):
+    app = shared_appliance
+    with app.client() as ui:
+        assert do_login(ui).status_code == 303
+        with api(app, make_key(app, "admin", "admin")) as admin:
+            r = admin.post("/api/v1/devices", json={
+                "name": "redos", "address": "127.0.0.1", "port": sshd.port, "poll_interval": 10,
+                "credential": {"username": sshd.user, "password": sshd.password}})
+            assert r.status_code == 201, r.text
+        yield app, ui, r.json()["id"]
 
 
 def _add_check(ui, device_id: int, **fields):
@@ -50,10 +41,8 @@ def _add_check(ui, device_id: int, **fields):
 
 def test_evil_pattern_on_device_output_does_not_stall_the_appliance(world):
     app, ui, device_id = world
-    deadline = time.monotonic() + 30
-    while not sql(app, "SELECT 1 FROM probe_state WHERE device_id = ? AND status = 'up'", (device_id,)):
-        assert time.monotonic() < deadline, "the device never came up"
-        time.sleep(0.3)
+    assert wait_until(lambda: sql(app, "SELECT 1 FROM probe_state WHERE device_id = ? AND status = 'up'", (device_id,)),
+                      30, interval=0.3), "the device never came up"
     worst = [0.0]
     stop = threading.Event()
 
@@ -109,11 +98,10 @@ def test_ordinary_patterns_still_match(world):
     r = _add_check(ui, device_id, name="ok-pattern", command="echo 'service active (running) since 3 days'",
                    expect_regex=r"(?i)ACTIVE \(running\)\s+since \d+ days?")
     assert r.status_code == 303, r.text[-1500:]
-    deadline = time.monotonic() + 40
-    while True:
+    def checked():
         row = sql(app, "SELECT last_ok, last_message FROM probe_checks WHERE name = 'ok-pattern'")
-        if row and row[0][0] is not None:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+        return row if row and row[0][0] is not None else None
+
+    row = wait_until(checked, 40, interval=0.3)
+    assert row
     assert row[0] == (1, "ok-pattern: ok")

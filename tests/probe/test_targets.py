@@ -12,8 +12,7 @@ import time
 import pytest
 
 from tests.api.helpers import api, make_key, sql
-from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, free_port
-from tests.ssh.sshd import Sshd
+from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, do_login, do_setup, wait_until
 
 POLICY_CONFIG = FAST_HASH_CONFIG.replace("allow_loopback = true", """allow_loopback = false
 allowed_subnets = ["192.0.2.0/24", "127.0.0.0/8", "::ffff:0:0/96"]
@@ -22,20 +21,17 @@ assert POLICY_CONFIG != FAST_HASH_CONFIG
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("targets")
-    sshd = Sshd(tmp / "sshd")
-    sshd.start("a")
+def appliance_config():
+    return POLICY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def world(shared_appliance, sshd):
     sshd.ready_log = len(sshd.log_text())  # sshd.start() itself connected once to see the banner
-    app = Appliance(tmp / "data", free_port(), config=POLICY_CONFIG)
-    try:
-        with app.client() as ui:
-            assert do_setup(ui, app.setup_code()).status_code == 303
-            assert do_login(ui).status_code == 303
-            yield app, sshd, ui, make_key(app, "admin", "admin")
-    finally:
-        app.stop()
-        sshd.stop()
+    app = shared_appliance
+    with app.client() as ui:
+        assert do_login(ui).status_code == 303
+        yield app, sshd, ui, make_key(app, "admin", "admin")
 
 
 def _state(app, device_id: int):
@@ -44,14 +40,14 @@ def _state(app, device_id: int):
 
 
 def _wait_message(app, device_id: int, words: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    state = None
-    while time.monotonic() < deadline:
-        state = _state(app, device_id)
-        if words in (state[1] or ""):
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"device {device_id}: {state}")
+    seen = []
+
+    def shown() -> bool:
+        seen.append(_state(app, device_id))
+        return words in (seen[-1][1] or "")
+
+    assert wait_until(shown, timeout, interval=0.3), f"device {device_id}: {seen[-1]}"
+    return seen[-1]
 
 
 def test_loopback_own_addresses_and_other_subnets_are_refused_at_connect_time(world):
@@ -75,9 +71,7 @@ def test_loopback_own_addresses_and_other_subnets_are_refused_at_connect_time(wo
     status, message = _wait_message(app, ids["outside"], "probe target policy")
     assert "198.51.100.7 is outside the probe's allowed subnets" in message
     # an allowed address is tried (and simply not reachable here): not a policy refusal
-    deadline = time.monotonic() + 30
-    while _state(app, ids["inside"])[0] is None and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_until(lambda: _state(app, ids["inside"])[0] is not None, 30, interval=0.3)
     assert "policy" not in _state(app, ids["inside"])[1]
 
     # on demand: the same refusal, in plain words, audited before and after
@@ -114,7 +108,7 @@ def test_demo_fleet_is_allowed_exactly_and_nothing_else_on_loopback(tmp_path):
     """`serve --demo-data` on a policy without allow_loopback: its own simulated devices are polled
     (the demo adds exceptions for exactly their ports), the appliance's own port is still refused."""
     config = FAST_HASH_CONFIG.replace("allow_loopback = true", "allow_loopback = false")
-    app = Appliance(tmp_path / "data", free_port(), config=config, extra_args=["--demo-data"])
+    app = Appliance(tmp_path / "data", config=config, extra_args=["--demo-data"])
     try:
         with app.client() as ui:
             assert do_setup(ui, app.setup_code()).status_code == 303
@@ -125,10 +119,8 @@ def test_demo_fleet_is_allowed_exactly_and_nothing_else_on_loopback(tmp_path):
             assert r.status_code == 201, r.text
             own = r.json()["id"]
         _wait_message(app, own, "probe target policy")
-        deadline = time.monotonic() + 40
-        while len(sql(app, "SELECT 1 FROM probe_state s JOIN devices d ON d.id = s.device_id"
-                           " WHERE d.name LIKE 'demo-%' AND s.status = 'up'")) < 4:
-            assert time.monotonic() < deadline, sql(app, "SELECT device_id, status, message FROM probe_state")
-            time.sleep(0.3)
+        assert wait_until(lambda: len(sql(app, "SELECT 1 FROM probe_state s JOIN devices d ON d.id = s.device_id"
+                                          " WHERE d.name LIKE 'demo-%' AND s.status = 'up'")) >= 4, 40, interval=0.3), \
+            sql(app, "SELECT device_id, status, message FROM probe_state")
     finally:
         app.stop()
