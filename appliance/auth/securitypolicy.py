@@ -38,7 +38,9 @@ POLICY_KEY = "auth.security_policy"
 def _int_bounds() -> dict[str, tuple[int, int]]:
     """field -> (min, max) of every whole-number policy field, read from its type ([auth]'s, config.py)."""
     bounds = {}
-    for field in msgspec.inspect.type_info(SecurityPolicy).fields:
+    info = msgspec.inspect.type_info(SecurityPolicy)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
         kind = getattr(field.type, "type", field.type)  # unwrap the Meta (description)
         if isinstance(kind, msgspec.inspect.IntType) and kind.ge is not None and kind.le is not None:
             bounds[field.name] = (kind.ge, kind.le)
