@@ -17,6 +17,7 @@ Fixtures
 - `frozen_clock`: a FrozenClock at the real time (TLS clients check certificates against it).
 - `db`: a Database in tmp_path (the appliance's own key handling; tests/store narrows it).
 - `sshd`: a real OpenSSH sshd on loopback (tests/ssh/sshd.py), started, shared by the module.
+- `keys`: update-signing keys (a root, a signer certified by it, the root's trust store), per module.
 - `binary`: dist/outpost, built when missing or older than the sources (session).
 
 Helpers (import them): Appliance, csrf_of, do_setup, do_login, free_port, require_tool,
@@ -315,6 +316,14 @@ def db(tmp_path: Path):
     database, _ = open_database(tmp_path, readers=2)
     yield database
     database.close()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    """A root key, a signing key and its certificate, and the trust store of that root (tests/updates/kit.py)."""
+    from tests.updates import kit
+
+    return kit.Keys()
 
 
 @pytest.fixture(scope="module")

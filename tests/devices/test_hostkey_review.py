@@ -16,7 +16,7 @@ from appliance.clock import SystemClock
 from appliance.crypto import keyfile
 from appliance.devices.service import DeviceService
 from appliance.paths import DataDir
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import Appliance, csrf_of, do_login, do_setup
 from tests.devices.keys import fingerprint, keygen
 
 
@@ -29,15 +29,17 @@ def _offline(data_dir, fn):
 
 
 @pytest.fixture(scope="module")
-def keys():
+def host_keys():
+    """(pinned, presented): the device's old and new SSH host keys."""
     return keygen("ed25519")[1], keygen("ecdsa", 521)[1]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, keys):
+def swapped(tmp_path_factory, host_keys):
+    """A server whose one device has a pinned key and a different presented one; `.device_id`."""
     data = tmp_path_factory.mktemp("hostkey") / "data"
-    port = free_port()
-    app = Appliance(data, port)
+    app = Appliance(data)
+    port = app.port
     with app.client() as c:
         assert do_setup(c, app.setup_code()).status_code == 303
         assert do_login(c).status_code == 303
@@ -46,7 +48,7 @@ def server(tmp_path_factory, keys):
                                          "port": "22", "poll_interval": "60", "enabled": "on"})
         assert r.status_code == 303
     app.stop()
-    old, new = keys
+    old, new = host_keys
 
     async def probe_sees_swap(svc):
         (device,) = await svc.list_devices(search="swapped")
@@ -62,30 +64,30 @@ def server(tmp_path_factory, keys):
 
 
 @pytest.fixture(scope="module")
-def ui(server):
-    with server.client() as c:
+def ui(swapped):
+    with swapped.client() as c:
         assert do_login(c).status_code == 303
         yield c
 
 
-def test_review_page_shows_both_fingerprints_side_by_side(server, ui, keys):
-    old, new = keys
+def test_review_page_shows_both_fingerprints_side_by_side(swapped, ui, host_keys):
+    old, new = host_keys
     listing = ui.get("/devices").text
     assert "host key changed: review" in listing
-    page = ui.get(f"/devices/{server.device_id}/host-key")
+    page = ui.get(f"/devices/{swapped.device_id}/host-key")
     assert page.status_code == 200
     assert re.search(r'id="pinned-fp">' + re.escape(fingerprint(old)), page.text)
     assert re.search(r'id="presented-fp">' + re.escape(fingerprint(new)), page.text)
     assert "Trust the new key" in page.text
-    api = ui.get(f"/devices/{server.device_id}")
+    api = ui.get(f"/devices/{swapped.device_id}")
     assert "presented a different host key" in api.text
 
 
-def test_trust_needs_csrf_and_current_fingerprint_then_repins_and_audits(server, ui, keys):
-    old, new = keys
-    path = f"/devices/{server.device_id}/host-key/trust"
+def test_trust_needs_csrf_and_current_fingerprint_then_repins_and_audits(swapped, ui, host_keys):
+    old, new = host_keys
+    path = f"/devices/{swapped.device_id}/host-key/trust"
     assert ui.post(path, data={"fingerprint": fingerprint(new)}).status_code == 403  # no CSRF token
-    token = csrf_of(ui.get(f"/devices/{server.device_id}/host-key").text)
+    token = csrf_of(ui.get(f"/devices/{swapped.device_id}/host-key").text)
     stale = ui.post(path, data={"_csrf": token, "fingerprint": fingerprint(old)})
     assert stale.status_code == 409 and "different key since this page was loaded" in stale.text
     assert "host key changed" in ui.get("/devices").text  # nothing changed
@@ -102,12 +104,12 @@ def test_trust_needs_csrf_and_current_fingerprint_then_repins_and_audits(server,
     assert fingerprint(new) in audit and fingerprint(old) in audit
 
 
-def test_viewer_cannot_trust(server, ui):
+def test_viewer_cannot_trust(swapped, ui):
     page = ui.get("/api-keys/new")
     r = ui.post("/api-keys/new", data={"_csrf": csrf_of(page.text), "name": "v", "role": "viewer",
                                        "expires_days": "1"})
     key = re.search(r'value="(op_[^"]+)"', r.text).group(1)
-    with server.client(headers={"Authorization": f"Bearer {key}"}) as viewer:
-        r = viewer.post(f"/api/v1/devices/{server.device_id}/host-key/trust", json={"fingerprint": "SHA256:x"})
+    with swapped.client(headers={"Authorization": f"Bearer {key}"}) as viewer:
+        r = viewer.post(f"/api/v1/devices/{swapped.device_id}/host-key/trust", json={"fingerprint": "SHA256:x"})
         assert r.status_code == 403
-        assert viewer.get(f"/api/v1/devices/{server.device_id}").json()["host_key"]["status"] == "pinned"
+        assert viewer.get(f"/api/v1/devices/{swapped.device_id}").json()["host_key"]["status"] == "pinned"

@@ -13,11 +13,6 @@ from appliance.updates.apply import Updater
 from tests.updates import kit
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return kit.Keys()
-
-
 def _installed(tmp_path, keys):
     up = Updater(install_root=tmp_path / "install", staging_dir=tmp_path / "staging", trust=keys.trust,
                  max_bundle_bytes=1 << 22, health_timeout=5, audit=lambda *a: None)

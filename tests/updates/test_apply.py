@@ -119,11 +119,6 @@ class Rig:
         raise AssertionError("appliance not healthy:\n" + (self.tmp / "launcher.log").read_text())
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return kit.Keys()
-
-
 @pytest.fixture
 def rig(tmp_path, keys):
     r = Rig(tmp_path, keys, health_timeout=12)

@@ -23,11 +23,6 @@ from . import kit
 MAX = 4 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return kit.Keys()
-
-
 def updater(tmp_path, keys, audit_log=None, max_bytes=MAX):
     return Updater(install_root=tmp_path / "install", staging_dir=tmp_path / "data" / "updates" / "staging",
                    trust=keys.trust, max_bundle_bytes=max_bytes, health_timeout=5,
