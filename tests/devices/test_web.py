@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import csrf_of, do_login
 from tests.devices.keys import fingerprint, keygen, small_rsa
 
 SENTINEL = "Zq7-SENTINEL-secret-91x"  # used as every password and passphrase in this module
@@ -21,16 +21,9 @@ def _hook(response: httpx.Response) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("devices") / "data", free_port())
-    yield app
-    app.stop()
-
-
-@pytest.fixture(scope="module")
-def ui(server):
-    with server.client(event_hooks={"response": [_hook]}) as client:
-        assert do_setup(client, server.setup_code()).status_code == 303
+def ui(shared_appliance):
+    """The admin's browser session; every response body it sees is kept for the sentinel test."""
+    with shared_appliance.client(event_hooks={"response": [_hook]}) as client:
         assert do_login(client).status_code == 303
         yield client
 
@@ -46,15 +39,15 @@ def _api_key(ui, role: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(server, ui):
-    with server.client(headers={"Authorization": f"Bearer {_api_key(ui, 'operator')}"},
+def operator_api(shared_appliance, ui):
+    with shared_appliance.client(headers={"Authorization": f"Bearer {_api_key(ui, 'operator')}"},
                        event_hooks={"response": [_hook]}) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def viewer_api(server, ui):
-    with server.client(headers={"Authorization": f"Bearer {_api_key(ui, 'viewer')}"},
+def viewer_api(shared_appliance, ui):
+    with shared_appliance.client(headers={"Authorization": f"Bearer {_api_key(ui, 'viewer')}"},
                        event_hooks={"response": [_hook]}) as client:
         yield client
 
@@ -179,7 +172,7 @@ def test_oversize_upload_refused_by_body_limit(ui):
     assert r.status_code == 413
 
 
-def test_csrf_required_for_device_writes(server, ui):
+def test_csrf_required_for_device_writes(shared_appliance, ui):
     r = ui.post("/devices/new", data={"name": "csrf-x", "address": "192.0.2.1"})
     assert r.status_code == 403
     assert "csrf-x" not in ui.get("/devices").text
@@ -187,28 +180,28 @@ def test_csrf_required_for_device_writes(server, ui):
 
 # ---- API -----------------------------------------------------------------------------
 
-def test_api_crud_and_write_only_credentials(api):
-    r = api.post("/api/v1/credentials", json={"name": "api-cred", "username": "admin", "password": SENTINEL})
+def test_api_crud_and_write_only_credentials(operator_api):
+    r = operator_api.post("/api/v1/credentials", json={"name": "api-cred", "username": "admin", "password": SENTINEL})
     assert r.status_code == 201, r.text
     cred = r.json()
     assert cred["secret"] == "set" and cred["kind"] == "password" and "password" not in cred
-    r = api.post("/api/v1/devices", json={"name": "api-1", "address": "[2001:db8::5]", "port": 830,
+    r = operator_api.post("/api/v1/devices", json={"name": "api-1", "address": "[2001:db8::5]", "port": 830,
                                           "tags": ["core", "api"], "credential_id": cred["id"]})
     assert r.status_code == 201, r.text
     dev = r.json()
     assert dev["address"] == "2001:db8::5" and dev["credential"]["name"] == "api-cred"
     assert dev["host_key"]["status"] == "unpinned"
-    assert [d["name"] for d in api.get("/api/v1/devices", params={"tag": "core"}).json()] == ["api-1"]
-    r = api.patch(f"/api/v1/devices/{dev['id']}", json={"poll_interval": 120})
+    assert [d["name"] for d in operator_api.get("/api/v1/devices", params={"tag": "core"}).json()] == ["api-1"]
+    r = operator_api.patch(f"/api/v1/devices/{dev['id']}", json={"poll_interval": 120})
     assert r.status_code == 200 and r.json()["poll_interval"] == 120 and r.json()["credential"]["id"] == cred["id"]
-    r = api.patch(f"/api/v1/devices/{dev['id']}", json={"credential_id": None})
+    r = operator_api.patch(f"/api/v1/devices/{dev['id']}", json={"credential_id": None})
     assert r.json()["credential"] is None
-    r = api.post("/api/v1/devices", json={"name": "api-2", "address": "192.0.2.50",
+    r = operator_api.post("/api/v1/devices", json={"name": "api-2", "address": "192.0.2.50",
                                           "credential": {"username": "ops", "password": SENTINEL}})
     assert r.status_code == 201 and r.json()["credential"]["name"] == "api-2"
-    assert api.delete(f"/api/v1/devices/{dev['id']}").status_code == 204
-    assert api.get(f"/api/v1/devices/{dev['id']}").status_code == 404
-    assert api.delete(f"/api/v1/credentials/{cred['id']}").status_code == 204
+    assert operator_api.delete(f"/api/v1/devices/{dev['id']}").status_code == 204
+    assert operator_api.get(f"/api/v1/devices/{dev['id']}").status_code == 404
+    assert operator_api.delete(f"/api/v1/credentials/{cred['id']}").status_code == 204
 
 
 @pytest.mark.parametrize("body,field", [
@@ -217,54 +210,55 @@ def test_api_crud_and_write_only_credentials(api):
     ({"name": "", "address": "192.0.2.1"}, "name"), ({"name": "x", "address": "192.0.2.1", "host_key": "SHA256:x"}, "host_key"),
     ({"name": "x", "address": "192.0.2.1", "credential": {"username": "u", "private_key": "nope"}}, "new_private_key"),
 ])
-def test_api_bad_input_one_error_shape(api, body, field):
-    r = api.post("/api/v1/devices", json=body)
+def test_api_bad_input_one_error_shape(operator_api, body, field):
+    r = operator_api.post("/api/v1/devices", json=body)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["code"] == "invalid_input" and field in err["details"]
 
 
-def test_api_wrong_types_and_unknown_fields(api):
+def test_api_wrong_types_and_unknown_fields(operator_api):
     for body in ({"name": "x", "address": "192.0.2.1", "port": "abc"}, {"name": "x", "address": "1.2.3.4", "bogus": 1}):
-        r = api.post("/api/v1/devices", json=body)
+        r = operator_api.post("/api/v1/devices", json=body)
         assert r.status_code == 400 and "error" in r.json()
 
 
-def test_api_import_and_viewer_is_read_only(api, viewer_api):
-    r = api.post("/api/v1/devices/import", json={"csv": "name,address\napi-imp,192.0.2.60\napi-imp,192.0.2.61\n"})
+def test_api_import_and_viewer_is_read_only(operator_api, viewer_api):
+    r = operator_api.post("/api/v1/devices/import",
+                          json={"csv": "name,address\napi-imp,192.0.2.60\napi-imp,192.0.2.61\n"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "import_refused", r.text
     assert r.json()["error"]["details"]["errors"][0]["line"] == 3
-    assert "api-imp" not in api.get("/api/v1/devices").text
-    r = api.post("/api/v1/devices/import", json={"csv": "name,address\napi-imp,192.0.2.60\n"})
+    assert "api-imp" not in operator_api.get("/api/v1/devices").text
+    r = operator_api.post("/api/v1/devices/import", json={"csv": "name,address\napi-imp,192.0.2.60\n"})
     assert r.status_code == 200 and r.json()["imported"] == 1
     assert viewer_api.get("/api/v1/devices").status_code == 200
     assert viewer_api.post("/api/v1/devices", json={"name": "v", "address": "192.0.2.1"}).status_code == 403
     assert viewer_api.get("/api/v1/credentials").status_code == 403
 
 
-def test_api_unauthenticated_refused(server):
-    with server.client() as anon:
+def test_api_unauthenticated_refused(shared_appliance):
+    with shared_appliance.client() as anon:
         assert anon.get("/api/v1/devices").status_code == 401
 
 
 # ---- sentinel: last -------------------------------------------------------------------
 
-def test_zz_no_secret_in_any_response_or_log(server, ui, api):
+def test_zz_no_secret_in_any_response_or_log(shared_appliance, ui, operator_api):
     private, _ = keygen("ecdsa", 256, SENTINEL)
-    r = api.post("/api/v1/credentials", json={"name": "sentinel-key", "username": "u", "private_key": private,
+    r = operator_api.post("/api/v1/credentials", json={"name": "sentinel-key", "username": "u", "private_key": private,
                                               "passphrase": SENTINEL})
     assert r.status_code == 201
-    r = api.post("/api/v1/credentials", json={"name": "sentinel-bad", "username": "u", "private_key": private,
+    r = operator_api.post("/api/v1/credentials", json={"name": "sentinel-bad", "username": "u", "private_key": private,
                                               "passphrase": SENTINEL + "x"})
     assert r.status_code == 400
     for path in ("/devices", "/credentials", "/audit", "/api/v1/credentials", "/api/v1/devices"):
-        (ui if not path.startswith("/api") else api).get(path)
+        (ui if not path.startswith("/api") else operator_api).get(path)
     ui.get("/audit/export.jsonl")
     assert SEEN, "no responses recorded"
     leaks = [body[:200] for body in SEEN if SENTINEL in body or "PRIVATE KEY-----\nb3Blbn" in body]
     assert not leaks
-    log = server.output()
+    log = shared_appliance.output()
     assert SENTINEL not in log and "PRIVATE KEY" not in log
-    for path in server.data_dir.rglob("*"):  # database, WAL, snapshots: sealed inside an encrypted file
+    for path in shared_appliance.data_dir.rglob("*"):  # database, WAL, snapshots: sealed inside an encrypted file
         if path.is_file():
             assert SENTINEL.encode() not in path.read_bytes(), path
