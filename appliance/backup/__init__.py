@@ -19,5 +19,5 @@ Invariants (what must never happen):
   passphrase or key reaches a message or log.
 - A partial backup file is left under its final name (temp file, fsync, rename).
 - The file format changes: files written by earlier releases must keep restoring
-  (tests/system/test_backup_format_v1.py holds one and checks the writer byte for byte).
+  (tests/backup/test_format_v1.py holds one and checks the writer byte for byte).
 """

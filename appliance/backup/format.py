@@ -12,7 +12,7 @@ reordered, dropped, duplicated or altered chunk, a truncation and bytes after th
 chunk are all detected. Memory stays constant: one chunk (1 MiB) at a time.
 
 Must never change: existing backup files must keep restoring byte for byte
-(tests/system/test_backup_format_v1.py).
+(tests/backup/test_format_v1.py).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def test_the_writer_still_writes_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     assert (target / "recordings" / "big.cast").read_bytes() == _big_files()["recordings/big.cast"]
 
 
-if __name__ == "__main__":  # regenerate only with the pre-split code: `python -m tests.system.test_backup_format_v1`
+if __name__ == "__main__":  # regenerate only with the pre-split code: `python -m tests.backup.test_format_v1`
     mp = pytest.MonkeyPatch()
     DATA.mkdir(exist_ok=True)
     _write_fixed(GOLDEN, _small_files(), mp)
