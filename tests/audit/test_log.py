@@ -20,13 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ACTOR = Actor(type="user", name="alice", source="127.0.0.1")
 
 
-@pytest.fixture
-def db(tmp_path):
-    database, _ = open_database(tmp_path, readers=2)
-    yield database
-    database.close()
-
-
 def _fill(db, n, target="t"):
     def job(conn):
         for i in range(n):
@@ -144,32 +137,32 @@ def test_cli_verify_names_the_edited_row_and_export_is_audited(tmp_path):
     assert bad_filter.returncode == 1 and "--since" in bad_filter.stderr
 
 
-def test_ui_export_neutralises_and_is_audited(appliance, admin_client):
-    with appliance.client() as anon:
+def test_ui_export_neutralises_and_is_audited(shared_appliance, shared_admin_client):
+    with shared_appliance.client() as anon:
         do_login(anon, username="=cmd|' /C calc'!A0", password="whatever-wrong-password")
-    r = admin_client.get("/audit/export.csv", params={"action": "auth.login.failure"})
+    r = shared_admin_client.get("/audit/export.csv", params={"action": "auth.login.failure"})
     assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(r.text)))
     assert any(row[5] == "'=cmd|' /C calc'!A0" for row in rows[1:])
-    page = admin_client.get("/audit", params={"action": "audit.export"})
+    page = shared_admin_client.get("/audit", params={"action": "audit.export"})
     assert "audit.export" in page.text and "AUD001" in page.text
 
 
-def test_ui_filter_errors_are_inline(admin_client):
-    r = admin_client.get("/audit", params={"since": "not a date", "outcome": "maybe"})
+def test_ui_filter_errors_are_inline(shared_admin_client):
+    r = shared_admin_client.get("/audit", params={"since": "not a date", "outcome": "maybe"})
     assert r.status_code == 400
     assert 'id="e-since"' in r.text and "Choose success" in r.text
-    assert admin_client.get("/audit/export.csv", params={"until": "garbage"}).status_code == 400
+    assert shared_admin_client.get("/audit/export.csv", params={"until": "garbage"}).status_code == 400
 
 
-def test_login_refused_when_audit_cannot_be_written(appliance, admin_client):
+def test_login_refused_when_audit_cannot_be_written(shared_appliance, shared_admin_client):
     """AUDIT-2 end to end: with the audit table refusing inserts, a login creates no session."""
-    database, _ = open_database(appliance.data_dir, readers=1)
+    database, _ = open_database(shared_appliance.data_dir, readers=1)
     try:
         database.write_sync(lambda c: c.execute(
             "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"))
         before = database.read_sync(lambda c: c.execute("SELECT count(*) FROM sessions").fetchone()[0])
-        with appliance.client() as other:
+        with shared_appliance.client() as other:
             r = do_login(other)
             assert r.status_code >= 400 and "__Host-outpost=" not in r.headers.get("set-cookie", "")
             assert other.get("/dashboard").status_code == 303
@@ -178,7 +171,7 @@ def test_login_refused_when_audit_cannot_be_written(appliance, admin_client):
     finally:
         database.write_sync(lambda c: c.execute("DROP TRIGGER IF EXISTS audit_down"))
         database.close()
-    dash = admin_client.get("/dashboard")
+    dash = shared_admin_client.get("/dashboard")
     assert dash.status_code == 200 and csrf_of(dash.text)
 
 

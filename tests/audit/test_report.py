@@ -6,21 +6,12 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
 
-from appliance.app import open_database
 from appliance.audit import log as audit
 from appliance.audit import report
 from appliance.audit.models import Actor
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def db(tmp_path):
-    database, _ = open_database(tmp_path, readers=1)
-    yield database
-    database.close()
 
 
 def _login(db, ts, name, source, ok, actor_type="user"):
