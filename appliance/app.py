@@ -16,7 +16,9 @@ from pathlib import Path
 import psutil
 
 from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
+from appliance.audit.service import AuditService
 from appliance.access.allowlist import AllowList
 from appliance.access.apikeys import ApiKeyService
 from appliance.auth.service import AuthService
@@ -129,6 +131,7 @@ class Services:
 
     def _build_rest(self, key: bytes) -> None:
         cfg = self.config
+        self.audit = AuditService(self.db, self.clock)  # every audit record goes through it (audit/service.py)
         self.vault_key = load_or_create_key(self.paths.vault_key)
         self.hasher = PasswordHasher(time_cost=cfg.auth.argon2_time_cost, memory_kib=cfg.auth.argon2_memory_kib,
                                      parallelism=cfg.auth.argon2_parallelism, concurrency=cfg.auth.hash_concurrency,
@@ -179,27 +182,28 @@ class Services:
                                  load_manifest=lambda p: update_verify.read_release(p, trust), now=self.clock.now())
         self.integrity = report
         details = {"status": report.status, "result": report.message[:200], "version": report.version}
-        entries = [("integrity.check", "success" if report.status != integrity.MISMATCH else "failure")] if actor else []
+        entries = [(Event.INTEGRITY_CHECK, "success" if report.status != integrity.MISMATCH else "failure")] if actor else []
         if report.status == integrity.MISMATCH:
-            entries.append(("integrity.mismatch", "failure"))
+            entries.append((Event.INTEGRITY_MISMATCH, "failure"))
         if entries:
             now = self.clock.now()
             who = actor or Actor.system()
-            self.db.write_sync(lambda conn: [audit.record(conn, ts=now, action=a, actor=who, outcome=o, details=details)
-                                             for a, o in entries])
+            self.db.write_sync(lambda conn: [self.audit.record(conn, e, ts=now, actor=who, outcome=o, details=details)
+                                             for e, o in entries])
         return report
 
-    def record_system_events(self, actions: list[str], details: dict | None = None) -> None:
+    def record_system_events(self, events: list[Event], details: dict | None = None) -> None:
         """Audit things the appliance did by itself (certificate generation, start)."""
-        if not actions:
+        if not events:
             return
         now = self.clock.now()
-        info = self.tls.info() if any(a.startswith("tls.") for a in actions) else None
+        info = self.tls.info() if any(e.action.startswith("tls.") for e in events) else None
 
         def job(conn):
-            for action in actions:
-                extra = {"fingerprint": info.leaf_fingerprint if "cert" in action else info.ca_fingerprint} if info else {}
-                audit.record(conn, ts=now, action=action, actor=Actor.system(), details={**extra, **(details or {})})
+            for event in events:
+                extra = ({"fingerprint": info.leaf_fingerprint if "cert" in event.action else info.ca_fingerprint}
+                         if info else {})
+                self.audit.record(conn, event, ts=now, actor=Actor.system(), details={**extra, **(details or {})})
 
         self.db.write_sync(job)
 

@@ -86,6 +86,7 @@ def _plain(path: Path, ddl: list[str]) -> sqlite3.Connection:
 def bench_writes(tmp: Path) -> dict:
     from appliance.app import open_database
     from appliance.audit import log as audit
+    from appliance.audit.events import Event
     from appliance.audit.models import Actor
 
     data = tmp / "writes"
@@ -102,7 +103,7 @@ def bench_writes(tmp: Path) -> dict:
             async def writer(i: int) -> None:
                 nonlocal done
                 while not stop and done < WRITE_MAX:
-                    await db.write(lambda c: audit.record(c, ts=time.time(), action="auth.login.success", actor=actor,
+                    await db.write(lambda c: audit.record(c, Event.AUTH_LOGIN_SUCCESS, ts=time.time(), actor=actor,
                                                           target=f"user:{i}"))
                     done += 1
 

@@ -1,119 +1,170 @@
-"""The audit event catalogue: stable codes, severities and human labels.
+"""The audit event catalogue: one enum member per event, with a stable code, a severity and a label.
 
-A code never changes meaning once shipped; new events get new codes. Actions are
-named "<capability>.<subject>.<action>". tests/audit/test_events.py checks that
-codes are unique and that every action used in the code base is listed here.
+Members are named after the action ("device.create" is `Event.DEVICE_CREATE`), in the style of
+Warehouse's events/tags.py, so a misspelt event fails at import and under mypy instead of at run
+time. A code never changes meaning once shipped (Teleport's lib/events/codes.go): new events get
+new codes. Actions are named "<capability>.<subject>.<action>". tests/audit/test_events.py checks
+that codes are unique and labelled, and that the code records no event by a bare string.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
-
-Severity = Literal["info", "notice", "warning", "alert"]
+from enum import StrEnum, unique
 
 
-class Event(NamedTuple):
-    code: str
+class Severity(StrEnum):
+    INFO = "info"
+    NOTICE = "notice"
+    WARNING = "warning"
+    ALERT = "alert"
+
+
+@unique  # two members with one action would silently be aliases
+class Event(StrEnum):
+    """An audit event. `.value`, `.action` and `str()` are the dotted action name stored in the log.
+
+    A StrEnum, so an event compares equal to its action name (filters, templates, tests); the
+    audit log itself still refuses a plain string (log.record checks the type)."""
+
     action: str
+    code: str
     severity: Severity
     label: str
 
+    def __new__(cls, action: str, code: str, severity: str, label: str) -> Event:
+        member = str.__new__(cls, action)
+        member._value_ = action
+        member.action, member.code, member.severity, member.label = action, code, Severity(severity), label
+        return member
 
-CATALOGUE: tuple[Event, ...] = (
-    Event("SYS001", "system.start", "info", "Appliance started"),
-    Event("SYS002", "system.stop", "info", "Appliance stopped"),
-    Event("STO001", "store.migrate", "notice", "Database schema migrated"),
-    Event("SET001", "setup.complete", "notice", "First-run setup completed, first admin created"),
-    Event("SET002", "setup.failure", "warning", "First-run setup attempt refused"),
-    Event("SET003", "setup.code.issue", "notice", "One-time setup code issued"),
-    Event("AUT001", "auth.login.success", "info", "Login succeeded"),
-    Event("AUT002", "auth.login.failure", "warning", "Login failed"),
-    Event("AUT003", "auth.logout", "info", "Logged out"),
-    Event("AUT004", "auth.lockout", "alert", "Account locked after repeated failed logins"),
-    Event("AUT005", "auth.throttle", "warning", "Source address throttled"),
-    Event("AUT006", "auth.session.expire", "info", "Session expired"),
-    Event("AUT007", "auth.password.rehash", "info", "Password hash upgraded to current parameters"),
-    Event("AUT008", "auth.login.password_ok", "info", "Password accepted; waiting for the second factor"),
-    Event("AUT009", "auth.session.revoke", "notice", "Sessions revoked (by the user, an admin, or a password/2FA/role change)"),
-    Event("AUT010", "auth.session.rotate", "info", "Session id replaced after a privilege change"),
-    Event("AUT011", "auth.reauth", "info", "Re-authentication for a sensitive action (step-up)"),
-    Event("USR001", "user.create", "notice", "User created with a temporary password"),
-    Event("USR002", "user.role.change", "alert", "User role changed"),
-    Event("USR003", "user.disable", "notice", "User disabled"),
-    Event("USR004", "user.enable", "notice", "User enabled"),
-    Event("USR005", "user.unlock", "notice", "Locked account unlocked by an admin"),
-    Event("USR006", "user.password.reset", "alert", "Password reset by an admin (temporary password issued)"),
-    Event("USR007", "user.password.change", "notice", "Own password changed (or refused: wrong current password)"),
-    Event("USR008", "user.admin.recover", "alert", "Admin recovered with `outpost reset-admin` on the local console"),
-    Event("MFA001", "mfa.totp.enrol.start", "info", "Two-factor set-up started (seed issued, not yet active)"),
-    Event("MFA002", "mfa.totp.enable", "notice", "Two-factor sign-in turned on or replaced (or refused: wrong code)"),
-    Event("MFA003", "mfa.totp.disable", "alert", "Two-factor sign-in turned off by its user"),
-    Event("MFA004", "mfa.totp.reset", "alert", "Two-factor sign-in removed by an admin"),
-    Event("MFA005", "mfa.recovery.use", "warning", "Recovery code used to sign in"),
-    Event("MFA006", "mfa.recovery.regenerate", "notice", "Recovery codes replaced"),
-    Event("POL001", "policy.security.update", "alert", "Security policy changed (old and new values recorded)"),
-    Event("ACC001", "access.denied", "warning", "Request refused by access control"),
-    Event("ACC002", "access.csrf.denied", "alert", "Cross-site or token-less state change refused"),
-    Event("AUD001", "audit.export", "notice", "Audit log exported"),
-    Event("AUD002", "audit.verify", "info", "Audit chain verified"),
-    Event("AUD003", "audit.purge", "notice", "Audit records past retention purged"),
-    Event("TLS001", "tls.ca.generate", "notice", "Local certificate authority generated"),
-    Event("TLS002", "tls.cert.generate", "notice", "Server certificate generated"),
-    Event("TLS003", "tls.cert.renew", "notice", "Server certificate renewed"),
-    Event("UPD001", "update.verify", "notice", "Update bundle staged and verified (failure: refused, with the reason)"),
-    Event("UPD002", "update.install", "notice", "Update installed into the inactive slot"),
-    Event("UPD003", "update.snapshot", "info", "Database snapshot taken before an update"),
-    Event("UPD004", "update.switch", "warning", "Active slot switched to a new version"),
-    Event("UPD005", "update.health", "notice", "Health gate of a new version (failure: it did not come up)"),
-    Event("UPD006", "update.rollback", "warning", "Rollback to the previous slot requested"),
-    Event("UPD007", "update.rollback.done", "warning", "Rolled back to the previous slot, database snapshot restored"),
-    Event("INT001", "integrity.check", "info", "Integrity self-check run"),
-    Event("INT002", "integrity.mismatch", "alert", "Integrity self-check failed: installed files differ from the signed manifest"),
-    Event("CRT001", "tls.cert.import", "notice", "Customer certificate imported and now served"),
-    Event("CRT002", "tls.cert.import.refused", "warning", "Customer certificate import refused"),
-    Event("CRT003", "tls.cert.rollback", "notice", "Certificate rolled back to the previous one"),
-    Event("CRT004", "tls.cert.regenerate", "notice", "Generated local certificate served again (regenerated)"),
-    Event("BAK001", "backup.create", "notice", "Encrypted backup written"),
-    Event("BAK002", "backup.failure", "warning", "Backup failed"),
-    Event("BAK003", "backup.restore", "alert", "Backup restored into the data directory"),
-    Event("BAK004", "backup.download", "notice", "Backup file downloaded"),
-    Event("RKY001", "store.rekey", "alert", "Database key rotated"),
-    Event("KEY001", "apikey.create", "notice", "API key created (or refused: role too high)"),
-    Event("KEY002", "apikey.revoke", "notice", "API key revoked (or refused: not the owner)"),
-    Event("KEY003", "apikey.auth.failure", "warning", "API request with an invalid, revoked or expired key refused"),
-    Event("ACL001", "access.allowlist.update", "alert", "IP allow list changed"),
-    Event("ACL002", "access.allowlist.reset", "alert", "IP allow list cleared from the local command line"),
-    Event("API001", "api.write", "info", "State-changing API request made with an API key"),
-    Event("RPT001", "audit.report.export", "notice", "Login report exported"),
-    Event("DEV001", "device.create", "notice", "Device added to the inventory"),
-    Event("DEV002", "device.update", "notice", "Device changed"),
-    Event("DEV003", "device.delete", "notice", "Device deleted"),
-    Event("DEV004", "device.import", "notice", "Devices imported from CSV (all rows, or none and refused)"),
-    Event("DEV005", "device.binding.request", "warning", "Device uses a stored credential at a new address, port or host key: nothing secret is sent until an admin approves"),
-    Event("DEV006", "device.binding.approve", "notice", "Admin approved a device's credential binding (address, port and credential)"),
-    Event("CRD001", "credential.create", "notice", "SSH credential created (no secret recorded)"),
-    Event("CRD002", "credential.update", "notice", "SSH credential changed or its secret replaced (no secret recorded)"),
-    Event("CRD003", "credential.delete", "notice", "SSH credential deleted"),
-    Event("HKY001", "device.hostkey.pin", "notice", "Host key pinned on first contact (trust on first use)"),
-    Event("HKY002", "device.hostkey.preset", "notice", "Host key pinned from an operator-preset key or fingerprint"),
-    Event("HKY003", "device.hostkey.mismatch", "alert", "Device presented a host key that does not match its pin"),
-    Event("HKY004", "device.hostkey.repin", "alert", "Operator reviewed and trusted a new host key"),
-    Event("HKY005", "device.hostkey.forget", "warning", "Operator removed a host-key pin"),
-    Event("PRB001", "probe.status.change", "notice", "Device status changed (up, degraded, down, auth failed, host key changed, unreachable)"),
-    Event("PRB002", "probe.connectivity.test", "info", "On-demand connectivity test run against a device"),
-    Event("PRB003", "probe.command.run", "notice", "On-demand command finished on a device (full command line and exit status, never output)"),
-    Event("PRB004", "probe.check.create", "notice", "Custom command check added to a device (full command line and pattern)"),
-    Event("PRB005", "probe.check.delete", "notice", "Custom command check removed from a device"),
-    Event("PRB006", "probe.command.start", "notice", "On-demand command about to run on a device (full command line, committed before it is sent)"),
-    Event("PRB007", "probe.target.refused", "warning", "The probe target policy refused a device's address (loopback, own address or outside the allowed subnets)"),
-    Event("ALR001", "probe.alert.open", "warning", "Alert opened (threshold crossed, device down or host key changed)"),
-    Event("ALR002", "probe.alert.resolve", "info", "Alert condition cleared"),
-    Event("ALR003", "probe.alert.acknowledge", "notice", "Operator acknowledged an alert"),
-)
+    SYSTEM_START = ("system.start", "SYS001", "info", "Appliance started")
+    SYSTEM_STOP = ("system.stop", "SYS002", "info", "Appliance stopped")
+    STORE_MIGRATE = ("store.migrate", "STO001", "notice", "Database schema migrated")
+    SETUP_COMPLETE = ("setup.complete", "SET001", "notice", "First-run setup completed, first admin created")
+    SETUP_FAILURE = ("setup.failure", "SET002", "warning", "First-run setup attempt refused")
+    SETUP_CODE_ISSUE = ("setup.code.issue", "SET003", "notice", "One-time setup code issued")
+    AUTH_LOGIN_SUCCESS = ("auth.login.success", "AUT001", "info", "Login succeeded")
+    AUTH_LOGIN_FAILURE = ("auth.login.failure", "AUT002", "warning", "Login failed")
+    AUTH_LOGOUT = ("auth.logout", "AUT003", "info", "Logged out")
+    AUTH_LOCKOUT = ("auth.lockout", "AUT004", "alert", "Account locked after repeated failed logins")
+    AUTH_THROTTLE = ("auth.throttle", "AUT005", "warning", "Source address throttled")
+    AUTH_SESSION_EXPIRE = ("auth.session.expire", "AUT006", "info", "Session expired")
+    AUTH_PASSWORD_REHASH = ("auth.password.rehash", "AUT007", "info", "Password hash upgraded to current parameters")
+    AUTH_LOGIN_PASSWORD_OK = ("auth.login.password_ok", "AUT008", "info",
+                              "Password accepted; waiting for the second factor")
+    AUTH_SESSION_REVOKE = ("auth.session.revoke", "AUT009", "notice",
+                           "Sessions revoked (by the user, an admin, or a password/2FA/role change)")
+    AUTH_SESSION_ROTATE = ("auth.session.rotate", "AUT010", "info", "Session id replaced after a privilege change")
+    AUTH_REAUTH = ("auth.reauth", "AUT011", "info", "Re-authentication for a sensitive action (step-up)")
+    USER_CREATE = ("user.create", "USR001", "notice", "User created with a temporary password")
+    USER_ROLE_CHANGE = ("user.role.change", "USR002", "alert", "User role changed")
+    USER_DISABLE = ("user.disable", "USR003", "notice", "User disabled")
+    USER_ENABLE = ("user.enable", "USR004", "notice", "User enabled")
+    USER_UNLOCK = ("user.unlock", "USR005", "notice", "Locked account unlocked by an admin")
+    USER_PASSWORD_RESET = ("user.password.reset", "USR006", "alert",
+                           "Password reset by an admin (temporary password issued)")
+    USER_PASSWORD_CHANGE = ("user.password.change", "USR007", "notice",
+                            "Own password changed (or refused: wrong current password)")
+    USER_ADMIN_RECOVER = ("user.admin.recover", "USR008", "alert",
+                          "Admin recovered with `outpost reset-admin` on the local console")
+    MFA_TOTP_ENROL_START = ("mfa.totp.enrol.start", "MFA001", "info",
+                            "Two-factor set-up started (seed issued, not yet active)")
+    MFA_TOTP_ENABLE = ("mfa.totp.enable", "MFA002", "notice",
+                       "Two-factor sign-in turned on or replaced (or refused: wrong code)")
+    MFA_TOTP_DISABLE = ("mfa.totp.disable", "MFA003", "alert", "Two-factor sign-in turned off by its user")
+    MFA_TOTP_RESET = ("mfa.totp.reset", "MFA004", "alert", "Two-factor sign-in removed by an admin")
+    MFA_RECOVERY_USE = ("mfa.recovery.use", "MFA005", "warning", "Recovery code used to sign in")
+    MFA_RECOVERY_REGENERATE = ("mfa.recovery.regenerate", "MFA006", "notice", "Recovery codes replaced")
+    POLICY_SECURITY_UPDATE = ("policy.security.update", "POL001", "alert",
+                              "Security policy changed (old and new values recorded)")
+    ACCESS_DENIED = ("access.denied", "ACC001", "warning", "Request refused by access control")
+    ACCESS_CSRF_DENIED = ("access.csrf.denied", "ACC002", "alert", "Cross-site or token-less state change refused")
+    AUDIT_EXPORT = ("audit.export", "AUD001", "notice", "Audit log exported")
+    AUDIT_VERIFY = ("audit.verify", "AUD002", "info", "Audit chain verified")
+    AUDIT_PURGE = ("audit.purge", "AUD003", "notice", "Audit records past retention purged")
+    TLS_CA_GENERATE = ("tls.ca.generate", "TLS001", "notice", "Local certificate authority generated")
+    TLS_CERT_GENERATE = ("tls.cert.generate", "TLS002", "notice", "Server certificate generated")
+    TLS_CERT_RENEW = ("tls.cert.renew", "TLS003", "notice", "Server certificate renewed")
+    UPDATE_VERIFY = ("update.verify", "UPD001", "notice",
+                     "Update bundle staged and verified (failure: refused, with the reason)")
+    UPDATE_INSTALL = ("update.install", "UPD002", "notice", "Update installed into the inactive slot")
+    UPDATE_SNAPSHOT = ("update.snapshot", "UPD003", "info", "Database snapshot taken before an update")
+    UPDATE_SWITCH = ("update.switch", "UPD004", "warning", "Active slot switched to a new version")
+    UPDATE_HEALTH = ("update.health", "UPD005", "notice", "Health gate of a new version (failure: it did not come up)")
+    UPDATE_ROLLBACK = ("update.rollback", "UPD006", "warning", "Rollback to the previous slot requested")
+    UPDATE_ROLLBACK_DONE = ("update.rollback.done", "UPD007", "warning",
+                            "Rolled back to the previous slot, database snapshot restored")
+    INTEGRITY_CHECK = ("integrity.check", "INT001", "info", "Integrity self-check run")
+    INTEGRITY_MISMATCH = ("integrity.mismatch", "INT002", "alert",
+                          "Integrity self-check failed: installed files differ from the signed manifest")
+    TLS_CERT_IMPORT = ("tls.cert.import", "CRT001", "notice", "Customer certificate imported and now served")
+    TLS_CERT_IMPORT_REFUSED = ("tls.cert.import.refused", "CRT002", "warning", "Customer certificate import refused")
+    TLS_CERT_ROLLBACK = ("tls.cert.rollback", "CRT003", "notice", "Certificate rolled back to the previous one")
+    TLS_CERT_REGENERATE = ("tls.cert.regenerate", "CRT004", "notice",
+                           "Generated local certificate served again (regenerated)")
+    BACKUP_CREATE = ("backup.create", "BAK001", "notice", "Encrypted backup written")
+    BACKUP_FAILURE = ("backup.failure", "BAK002", "warning", "Backup failed")
+    BACKUP_RESTORE = ("backup.restore", "BAK003", "alert", "Backup restored into the data directory")
+    BACKUP_DOWNLOAD = ("backup.download", "BAK004", "notice", "Backup file downloaded")
+    STORE_REKEY = ("store.rekey", "RKY001", "alert", "Database key rotated")
+    APIKEY_CREATE = ("apikey.create", "KEY001", "notice", "API key created (or refused: role too high)")
+    APIKEY_REVOKE = ("apikey.revoke", "KEY002", "notice", "API key revoked (or refused: not the owner)")
+    APIKEY_AUTH_FAILURE = ("apikey.auth.failure", "KEY003", "warning",
+                           "API request with an invalid, revoked or expired key refused")
+    ACCESS_ALLOWLIST_UPDATE = ("access.allowlist.update", "ACL001", "alert", "IP allow list changed")
+    ACCESS_ALLOWLIST_RESET = ("access.allowlist.reset", "ACL002", "alert",
+                              "IP allow list cleared from the local command line")
+    API_WRITE = ("api.write", "API001", "info", "State-changing API request made with an API key")
+    AUDIT_REPORT_EXPORT = ("audit.report.export", "RPT001", "notice", "Login report exported")
+    DEVICE_CREATE = ("device.create", "DEV001", "notice", "Device added to the inventory")
+    DEVICE_UPDATE = ("device.update", "DEV002", "notice", "Device changed")
+    DEVICE_DELETE = ("device.delete", "DEV003", "notice", "Device deleted")
+    DEVICE_IMPORT = ("device.import", "DEV004", "notice", "Devices imported from CSV (all rows, or none and refused)")
+    DEVICE_BINDING_REQUEST = (
+        "device.binding.request", "DEV005", "warning",
+        "Device uses a stored credential at a new address, port or host key: nothing secret is sent until an admin"
+        " approves")
+    DEVICE_BINDING_APPROVE = ("device.binding.approve", "DEV006", "notice",
+                              "Admin approved a device's credential binding (address, port and credential)")
+    CREDENTIAL_CREATE = ("credential.create", "CRD001", "notice", "SSH credential created (no secret recorded)")
+    CREDENTIAL_UPDATE = ("credential.update", "CRD002", "notice",
+                         "SSH credential changed or its secret replaced (no secret recorded)")
+    CREDENTIAL_DELETE = ("credential.delete", "CRD003", "notice", "SSH credential deleted")
+    DEVICE_HOSTKEY_PIN = ("device.hostkey.pin", "HKY001", "notice",
+                          "Host key pinned on first contact (trust on first use)")
+    DEVICE_HOSTKEY_PRESET = ("device.hostkey.preset", "HKY002", "notice",
+                             "Host key pinned from an operator-preset key or fingerprint")
+    DEVICE_HOSTKEY_MISMATCH = ("device.hostkey.mismatch", "HKY003", "alert",
+                               "Device presented a host key that does not match its pin")
+    DEVICE_HOSTKEY_REPIN = ("device.hostkey.repin", "HKY004", "alert", "Operator reviewed and trusted a new host key")
+    DEVICE_HOSTKEY_FORGET = ("device.hostkey.forget", "HKY005", "warning", "Operator removed a host-key pin")
+    PROBE_STATUS_CHANGE = ("probe.status.change", "PRB001", "notice",
+                           "Device status changed (up, degraded, down, auth failed, host key changed, unreachable)")
+    PROBE_CONNECTIVITY_TEST = ("probe.connectivity.test", "PRB002", "info",
+                               "On-demand connectivity test run against a device")
+    PROBE_COMMAND_RUN = ("probe.command.run", "PRB003", "notice",
+                         "On-demand command finished on a device (full command line and exit status, never output)")
+    PROBE_CHECK_CREATE = ("probe.check.create", "PRB004", "notice",
+                          "Custom command check added to a device (full command line and pattern)")
+    PROBE_CHECK_DELETE = ("probe.check.delete", "PRB005", "notice", "Custom command check removed from a device")
+    PROBE_COMMAND_START = (
+        "probe.command.start", "PRB006", "notice",
+        "On-demand command about to run on a device (full command line, committed before it is sent)")
+    PROBE_TARGET_REFUSED = (
+        "probe.target.refused", "PRB007", "warning",
+        "The probe target policy refused a device's address (loopback, own address or outside the allowed subnets)")
+    PROBE_ALERT_OPEN = ("probe.alert.open", "ALR001", "warning",
+                        "Alert opened (threshold crossed, device down or host key changed)")
+    PROBE_ALERT_RESOLVE = ("probe.alert.resolve", "ALR002", "info", "Alert condition cleared")
+    PROBE_ALERT_ACKNOWLEDGE = ("probe.alert.acknowledge", "ALR003", "notice", "Operator acknowledged an alert")
 
-BY_ACTION: dict[str, Event] = {e.action: e for e in CATALOGUE}
+
+def _check_codes_unique() -> None:
+    seen: dict[str, Event] = {}
+    for event in Event:
+        if event.code in seen:
+            raise RuntimeError(f"audit code {event.code} is used by {seen[event.code].action} and {event.action}")
+        seen[event.code] = event
 
 
-def require(action: str) -> Event:
-    """The catalogue entry for action; KeyError for an unlisted action (a programming error)."""
-    return BY_ACTION[action]
+_check_codes_unique()

@@ -56,4 +56,4 @@ def csv_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
 def jsonl_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
     """JSON lines bytes, one chunk per batch of rows; details stay a JSON string as hashed."""
     for batch in queries.iter_records(conn, f):
-        yield b"".join(_encode(dict(zip(HEADER, _row(r)))) + b"\n" for r in batch)
+        yield b"".join(_encode(dict(zip(HEADER, _row(r), strict=True))) + b"\n" for r in batch)

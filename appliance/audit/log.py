@@ -8,11 +8,16 @@ API write request, the request's api.write record with them: audit/apiwrite.py).
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from appliance.audit import apiwrite, events, queries
+from appliance.audit import apiwrite, queries
+from appliance.audit.events import Event
 from appliance.audit.models import Actor, AuditFilter, ChainReport, Outcome
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
 
 GENESIS = b"\x00" * 32
 _SECRET_WORDS = ("password", "passphrase", "secret", "token", "private_key", "totp", "setup_code", "seed", "credential")
@@ -36,20 +41,25 @@ def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
     return hashlib.sha256(prev_hash + content).digest()
 
 
-def record(conn, *, ts: float, action: str, actor: Actor, outcome: Outcome = "success",
+def record(conn: Connection, event: Event, *, ts: float, actor: Actor, outcome: Outcome = "success",
            target: str = "", details: dict | None = None) -> int:
-    """Append one audit record using the caller's write connection; returns its seq."""
-    event = events.require(action)
+    """Append one audit record using the caller's write connection; returns its seq.
+
+    Prefer `AuditService.record` (audit/service.py); this is the primitive it wraps."""
+    if not isinstance(event, Event):  # a bare string would bypass the catalogue (and mypy)
+        raise TypeError(f"audit event must be an audit.events.Event member, not {event!r}")
+    action = event.action
     details = details or {}
     _check_details(details)
     details_json = _encode(details).decode()
     seq, prev = queries.next_seq_and_prev_hash(conn)
     prev = prev or GENESIS
-    content = canonical(seq, ts, event.code, action, actor.type, actor.name, actor.source, target, outcome, details_json)
+    content = canonical(seq, ts, event.code, action, actor.type, actor.name, actor.source, target, outcome,
+                        details_json)
     queries.insert_record(conn, seq=seq, ts=ts, code=event.code, action=action, actor_type=actor.type, actor=actor.name,
                           source=actor.source, target=target, outcome=outcome, details=details_json,
                           prev_hash=prev, hash=chain_hash(prev, content))
-    if outcome == "success" and action != "api.write":
+    if outcome == "success" and event is not Event.API_WRITE:
         _api_write_with_change(conn, ts)
     return seq
 
@@ -59,7 +69,7 @@ def _api_write_with_change(conn, ts: float) -> None:
     record into its own transaction (audit/apiwrite.py)."""
     pending = apiwrite.CURRENT.get()
     if pending is not None and pending.seq is None:
-        pending.seq = record(conn, ts=ts, action="api.write", actor=pending.actor, target=pending.target,
+        pending.seq = record(conn, Event.API_WRITE, ts=ts, actor=pending.actor, target=pending.target,
                              details=pending.details())
 
 
@@ -100,6 +110,6 @@ def purge_before(conn, *, cutoff: float, ts: float) -> int:
     conn.execute("INSERT INTO audit_checkpoint (id, seq, hash, ts, purged) VALUES (1, ?, ?, ?, ?)"
                  " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, ts = excluded.ts,"
                  " purged = audit_checkpoint.purged + excluded.purged", (last_seq, last_hash, ts, deleted))
-    record(conn, ts=ts, action="audit.purge", actor=Actor.system(), target=f"seq<={last_seq}",
+    record(conn, Event.AUDIT_PURGE, ts=ts, actor=Actor.system(), target=f"seq<={last_seq}",
            details={"deleted": deleted, "checkpoint_seq": last_seq, "checkpoint_hash": last_hash.hex()})
     return deleted

@@ -18,7 +18,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     source: str
 
     @classmethod
-    def system(cls) -> "Actor":
+    def system(cls) -> Actor:
         return cls(type="system", name="system", source="local")
 
 

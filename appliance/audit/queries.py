@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from appliance.audit.events import Event
 from appliance.audit.models import AuditFilter, AuditRecord
 
 _COLUMNS = "seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash"
@@ -13,8 +14,8 @@ def insert_record(conn, *, seq, ts, code, action, actor_type, actor, source, tar
                   hash) -> None:
     # seq is explicit: it is part of the hashed content, so SQLite must not pick it.
     conn.execute(
-        "INSERT INTO audit_log (seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (seq, ts, code, action, actor_type, actor, source, target, outcome, details,"
+        " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash),
     )
 
@@ -35,8 +36,9 @@ def get_checkpoint(conn) -> tuple[int, bytes] | None:
     return (row[0], bytes(row[1])) if row else None
 
 
-def _where(f: AuditFilter) -> tuple[str, list]:
-    clauses, args = [], []
+def _where(f: AuditFilter) -> tuple[str, list[float | str]]:
+    clauses: list[str] = []
+    args: list[float | str] = []
     if f.since is not None:
         clauses.append("ts >= ?")
         args.append(f.since)
@@ -102,7 +104,7 @@ def list_records_before(conn, f: AuditFilter, *, limit: int, before: int | None 
     return [_record(r) for r in rows]
 
 
-LOGIN_ACTIONS = ("auth.login.success", "auth.login.failure")
+LOGIN_ACTIONS = (Event.AUTH_LOGIN_SUCCESS.action, Event.AUTH_LOGIN_FAILURE.action)
 
 
 def count_logins_by(conn, column: str, *, since: float, until: float, limit: int) -> list[tuple[str, int, int]]:
@@ -120,11 +122,13 @@ def count_logins_by_pair(conn, *, since: float, until: float, limit: int) -> lis
     rows = conn.execute(
         "SELECT actor, source, sum(outcome = 'success'), sum(outcome <> 'success') FROM audit_log"
         " WHERE action IN (?, ?) AND ts >= ? AND ts < ?"
-        " GROUP BY actor, source ORDER BY 4 DESC, 3 DESC, 1, 2 LIMIT ?", (*LOGIN_ACTIONS, since, until, limit)).fetchall()
+        " GROUP BY actor, source ORDER BY 4 DESC, 3 DESC, 1, 2 LIMIT ?",
+        (*LOGIN_ACTIONS, since, until, limit)).fetchall()
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def count_all_records(conn) -> int:
-    """Rows in the audit log (metrics); cheap: max(seq) - min(seq) + 1 since rows are only appended or purged from the start."""
+    """Rows in the audit log (metrics); cheap: max(seq) - min(seq) + 1, since rows are only appended
+    or purged from the start."""
     r = conn.execute("SELECT min(seq), max(seq) FROM audit_log").fetchone()
     return 0 if r[0] is None else r[1] - r[0] + 1

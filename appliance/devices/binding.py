@@ -16,6 +16,7 @@ Edits that do not touch the binding (name, tags, interval, notes) keep its state
 from __future__ import annotations
 
 from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
 from appliance.devices import queries
 from appliance.devices.errors import BindingStaleError, DeviceNotFoundError
@@ -45,7 +46,7 @@ def settle(conn, device_id: int, *, credential_id: int | None, sensitive: bool, 
         queries.set_binding(conn, device_id, "approved", by=actor.name, now=now)
         return "approved"
     queries.set_binding(conn, device_id, "pending", by=actor.name, now=now)
-    audit.record(conn, ts=now, action="device.binding.request", actor=actor, target=f"device:{device_id}",
+    audit.record(conn, ts=now, event=Event.DEVICE_BINDING_REQUEST, actor=actor, target=f"device:{device_id}",
                  details={"cred_id": credential_id, "why": why,
                           "message": "awaiting an admin's approval; nothing secret is sent until then"})
     return "pending"
@@ -62,7 +63,7 @@ def approve(conn, device_id: int, *, address: str, port: int, credential_id: int
     if (device.address, device.port, device.credential_id) != (address, port, credential_id):
         raise BindingStaleError()
     queries.set_binding(conn, device_id, "approved", by=actor.name, now=now)
-    audit.record(conn, ts=now, action="device.binding.approve", actor=actor, target=f"device:{device_id}",
+    audit.record(conn, ts=now, event=Event.DEVICE_BINDING_APPROVE, actor=actor, target=f"device:{device_id}",
                  details={"address": address, "port": port, "cred_id": credential_id,
                           "requested_by": device.binding_requested_by,
                           "host_key_fingerprint": device.host_key_fingerprint or device.preset_fingerprint})

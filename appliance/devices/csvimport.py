@@ -22,6 +22,7 @@ import csv
 import io
 
 from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
 from appliance.devices import queries
 from appliance.devices.models import CredentialInput, DeviceInput, ImportResult, ImportRowError
@@ -161,7 +162,7 @@ def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, 
                 found.append(ImportRowError(line=row.line, errors=problems))
         if found:
             found.sort(key=lambda e: e.line)
-            audit.record(conn, ts=now, action="device.import", actor=actor, outcome="failure",
+            audit.record(conn, ts=now, event=Event.DEVICE_IMPORT, actor=actor, outcome="failure",
                          details={"rows": count, "rows_with_errors": len(found)})
             return ImportResult(ok=False, rows=count, imported=0, errors=found,
                                 message=f"Nothing was imported: {len(found)} row(s) have problems.")
@@ -172,7 +173,7 @@ def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, 
             data = DeviceInput(**{**{f: getattr(row.device, f) for f in row.device.__struct_fields__},
                                   "credential_id": cred_id})
             ids.append(service._insert(conn, data, actor, now, can_approve=can_approve))
-        audit.record(conn, ts=now, action="device.import", actor=actor, details={"rows": count, "imported": len(ids)})
+        audit.record(conn, ts=now, event=Event.DEVICE_IMPORT, actor=actor, details={"rows": count, "imported": len(ids)})
         return ImportResult(ok=True, rows=count, imported=len(ids), errors=[],
                             message=f"Imported {len(ids)} device(s)."), ids
     return job

@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 
 from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.crypto import sshkeys, vault
@@ -192,14 +193,14 @@ class DeviceService:
                 "preset_fingerprint": data.preset_fingerprint}
 
     def _insert(self, conn, data: DeviceInput, actor: Actor, now: float, *, can_approve: bool,
-                action: str = "device.create") -> int:
+                action: Event = Event.DEVICE_CREATE) -> int:
         device_id = queries.insert_device(
             conn, name=data.name, address=data.address, port=data.port, poll_interval=data.poll_interval,
             enabled=data.enabled, notes=data.notes, legacy_algorithms=data.legacy_algorithms,
             credential_id=data.credential_id, preset_fingerprint=data.preset_fingerprint, now=now)
         queries.replace_tags(conn, device_id, data.tags)
         if action:
-            audit.record(conn, ts=now, action=action, actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=action, actor=actor, target=f"device:{device_id}",
                          details=self._details(data))
         if data.preset_key:
             self._pin(conn, device_id, data.preset_key, actor, "preset", now, previous=None)
@@ -273,7 +274,7 @@ class DeviceService:
             queries.replace_tags(conn, device_id, data.tags)
             changed = sorted(k for k, v in self._details(data).items()
                              if v != {"cred_id": before.credential_id, "tags": before.tags}.get(k, getattr(before, k, None)))
-            audit.record(conn, ts=now, action="device.update", actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=Event.DEVICE_UPDATE, actor=actor, target=f"device:{device_id}",
                          details={**self._details(data), "changed": changed})
             repin = bool(data.preset_key and not sshkeys.same_public_key(data.preset_key, before.host_key or ""))
             if repin:
@@ -293,7 +294,7 @@ class DeviceService:
         def job(conn):
             before = _require_device(conn, device_id)
             queries.delete_device(conn, device_id)
-            audit.record(conn, ts=now, action="device.delete", actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=Event.DEVICE_DELETE, actor=actor, target=f"device:{device_id}",
                          details={"name": before.name, "address": before.address})
 
         await self.db.write(job)
@@ -322,7 +323,7 @@ class DeviceService:
                                             fingerprint=facts.fingerprint, has_passphrase=bool(clean.passphrase),
                                             entered_by=binding.owner_key(actor), now=now)
         queries.update_secret(conn, cred_id, seal_credential(self._key, cred_id, clean))
-        audit.record(conn, ts=now, action="credential.create", actor=actor, target=f"credential:{cred_id}",
+        audit.record(conn, ts=now, event=Event.CREDENTIAL_CREATE, actor=actor, target=f"credential:{cred_id}",
                      details={"name": clean.name, "username": clean.username, "kind": clean.kind,
                               "key_type": facts.key_type, "fingerprint": facts.fingerprint})
         return cred_id
@@ -354,7 +355,7 @@ class DeviceService:
                     "password" if clean.kind == "password" else "private_key": "Enter the new secret to change its type."})
             else:
                 queries.update_credential_name(conn, credential_id, name=clean.name, username=clean.username, now=now)
-            audit.record(conn, ts=now, action="credential.update", actor=actor, target=f"credential:{credential_id}",
+            audit.record(conn, ts=now, event=Event.CREDENTIAL_UPDATE, actor=actor, target=f"credential:{credential_id}",
                          details={"name": clean.name, "username": clean.username, "kind": clean.kind,
                                   "replaced": replace, "key_type": facts.key_type if replace else before.key_type,
                                   "fingerprint": facts.fingerprint if replace else before.fingerprint})
@@ -373,7 +374,7 @@ class DeviceService:
                 raise CredentialInUseError(f"This credential is used by {before.device_count} device(s); "
                                            "assign them another credential first.")
             queries.delete_credential(conn, credential_id)
-            audit.record(conn, ts=now, action="credential.delete", actor=actor, target=f"credential:{credential_id}",
+            audit.record(conn, ts=now, event=Event.CREDENTIAL_DELETE, actor=actor, target=f"credential:{credential_id}",
                          details={"name": before.name})
 
         await self.db.write(job)
@@ -384,8 +385,8 @@ class DeviceService:
              previous: str | None) -> str:
         fingerprint = sshkeys.fingerprint_of_key_line(key_line)
         queries.update_pin(conn, device_id, key_line=key_line, fingerprint=fingerprint, mode=mode, now=now)
-        action = {"tofu": "device.hostkey.pin", "preset": "device.hostkey.preset", "review": "device.hostkey.repin"}[mode]
-        audit.record(conn, ts=now, action=action, actor=actor, target=f"device:{device_id}",
+        action = {"tofu": Event.DEVICE_HOSTKEY_PIN, "preset": Event.DEVICE_HOSTKEY_PRESET, "review": Event.DEVICE_HOSTKEY_REPIN}[mode]
+        audit.record(conn, ts=now, event=action, actor=actor, target=f"device:{device_id}",
                      details={"fingerprint": fingerprint, "previous_fingerprint": previous, "mode": mode})
         return fingerprint
 
@@ -431,7 +432,7 @@ class DeviceService:
             if device.host_key_status == "mismatch" and device.presented_fingerprint == fingerprint:
                 return  # idempotent while the same wrong key keeps being presented
             queries.update_mismatch(conn, device_id, key_line=line, fingerprint=fingerprint, now=now)
-            audit.record(conn, ts=now, action="device.hostkey.mismatch", actor=Actor.system(), outcome="failure",
+            audit.record(conn, ts=now, event=Event.DEVICE_HOSTKEY_MISMATCH, actor=Actor.system(), outcome="failure",
                          target=f"device:{device_id}",
                          details={"pinned_fingerprint": device.host_key_fingerprint or device.preset_fingerprint,
                                   "presented_fingerprint": fingerprint})
@@ -475,7 +476,7 @@ class DeviceService:
         def job(conn):
             device = _require_device(conn, device_id)
             queries.clear_pin(conn, device_id, now)
-            audit.record(conn, ts=now, action="device.hostkey.forget", actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=Event.DEVICE_HOSTKEY_FORGET, actor=actor, target=f"device:{device_id}",
                          details={"previous_fingerprint": device.host_key_fingerprint})
             binding.settle(conn, device_id, credential_id=device.credential_id, sensitive=True,
                            before_status=device.binding_status, actor=actor, can_approve=can_approve, now=now,

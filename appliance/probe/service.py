@@ -9,7 +9,9 @@ automatically, operators acknowledge them (audited). Retention: raw samples 48 h
 from __future__ import annotations
 
 from appliance.audit import log as audit
-from appliance.audit.models import Actor
+from appliance.audit.events import Event
+from appliance.audit.models import Actor, Outcome
+from appliance.audit.service import AuditService
 from appliance.config import ProbeConfig
 from appliance.errors import NotFoundError, ValidationError
 from appliance.probe import patterns, queries
@@ -36,6 +38,7 @@ class ProbeService:
     def __init__(self, db, clock, config: ProbeConfig, runner=None, devices=None) -> None:
         self.db = db
         self.clock = clock
+        self.audit = AuditService(db, clock)
         self.config = config
         self.thresholds = Thresholds(cpu=config.cpu_threshold, memory=config.memory_threshold,
                                      disk=config.disk_threshold)
@@ -55,11 +58,11 @@ class ProbeService:
         queries.upsert_state(conn, result, since)
         if result.refused and (old != result.status or previous[2] != result.message[:500]):
             # audited once per refusal reason, not on every poll
-            audit.record(conn, ts=result.ts, action="probe.target.refused", actor=Actor.system(), outcome="denied",
+            audit.record(conn, ts=result.ts, event=Event.PROBE_TARGET_REFUSED, actor=Actor.system(), outcome="denied",
                          target=f"device:{result.device_id}", details={"reason": result.message[:300]})
         if old != result.status:
             queries.insert_event(conn, result.device_id, result.ts, old, result.status, result.message)
-            audit.record(conn, ts=result.ts, action="probe.status.change", actor=Actor.system(),
+            audit.record(conn, ts=result.ts, event=Event.PROBE_STATUS_CHANGE, actor=Actor.system(),
                          outcome="success" if result.status == "up" else "failure", target=f"device:{result.device_id}",
                          details={"from": old, "to": result.status, "reason": result.message[:200]})
         if result.cpu is not None or result.memory is not None or result.latency_ms is not None:
@@ -91,13 +94,13 @@ class ProbeService:
             open_id = queries.get_open_alert(conn, r.device_id, kind)
             if active and open_id is None:
                 alert_id = queries.insert_alert(conn, r.device_id, kind, message, value, r.ts)
-                audit.record(conn, ts=r.ts, action="probe.alert.open", actor=Actor.system(),
+                audit.record(conn, ts=r.ts, event=Event.PROBE_ALERT_OPEN, actor=Actor.system(),
                              target=f"device:{r.device_id}", details={"alert": alert_id, "kind": kind})
             elif active:
                 queries.update_alert_value(conn, open_id, value)
             elif open_id is not None:
                 queries.resolve_alert(conn, open_id, r.ts)
-                audit.record(conn, ts=r.ts, action="probe.alert.resolve", actor=Actor.system(),
+                audit.record(conn, ts=r.ts, event=Event.PROBE_ALERT_RESOLVE, actor=Actor.system(),
                              target=f"device:{r.device_id}", details={"alert": open_id, "kind": kind})
 
     # --- reading ------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class ProbeService:
             if not queries.acknowledge_alert(conn, alert_id, now, actor.name):
                 raise ValidationError("This alert was already acknowledged.",
                                       details={"alert": f"acknowledged by {alert.acked_by}"})
-            audit.record(conn, ts=now, action="probe.alert.acknowledge", actor=actor,
+            audit.record(conn, ts=now, event=Event.PROBE_ALERT_ACKNOWLEDGE, actor=actor,
                          target=f"device:{alert.device_id}", details={"alert": alert_id, "kind": alert.kind})
             return queries.get_alert(conn, alert_id)
 
@@ -209,7 +212,7 @@ class ProbeService:
             check_id = queries.insert_check(conn, device_id, name, command, expect_exit, expect_regex or None,
                                             timeout, output_cap)
             # the full definition as entered (issue 11 #10): what will run on the device, never its output
-            audit.record(conn, ts=now, action="probe.check.create", actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=Event.PROBE_CHECK_CREATE, actor=actor, target=f"device:{device_id}",
                          details={"check": name, "command": command, "expect_exit": expect_exit,
                                   "expect_regex": expect_regex or None, "timeout": timeout})
             return check_id
@@ -223,7 +226,7 @@ class ProbeService:
             name = queries.delete_check(conn, device_id, check_id)
             if name is None:
                 raise NotFoundError("No such check.")
-            audit.record(conn, ts=now, action="probe.check.delete", actor=actor, target=f"device:{device_id}",
+            audit.record(conn, ts=now, event=Event.PROBE_CHECK_DELETE, actor=actor, target=f"device:{device_id}",
                          details={"check": name})
 
         await self.db.write(job)
@@ -235,7 +238,7 @@ class ProbeService:
         target = await self._target(device_id)
         report = await self.runner.test(target)
         outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
-        await self._audit(actor, "probe.connectivity.test", device_id, outcome,
+        await self._audit(actor, Event.PROBE_CONNECTIVITY_TEST, device_id, outcome,
                           {"reason": report.get("refused") or None})
         return report
 
@@ -250,10 +253,10 @@ class ProbeService:
             raise ValidationError("The command is not valid.",
                                   details={"command": f"Enter a command of 1 to {MAX_COMMAND} characters."})
         target = await self._target(device_id)
-        started = await self._audit(actor, "probe.command.start", device_id, "success", {"command": command})
+        started = await self._audit(actor, Event.PROBE_COMMAND_START, device_id, "success", {"command": command})
         report = await self.runner.run_command(target, command)
         outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
-        await self._audit(actor, "probe.command.run", device_id, outcome,
+        await self._audit(actor, Event.PROBE_COMMAND_RUN, device_id, outcome,
                           {"command": command, "exit_status": report.get("exit_status"), "started_seq": started,
                            "error": report.get("error") or None})
         return report
@@ -264,9 +267,7 @@ class ProbeService:
             raise NotFoundError("No such device.")
         return target
 
-    async def _audit(self, actor: Actor, action: str, device_id: int, outcome: str, details: dict) -> int:
-        """One committed audit record (the write returns after COMMIT); its seq."""
-        now = self.clock.now()
-        return await self.db.write(lambda conn: audit.record(conn, ts=now, action=action, actor=actor,
-                                                             outcome=outcome, target=f"device:{device_id}",
-                                                             details=details))
+    async def _audit(self, actor: Actor, event: Event, device_id: int, outcome: Outcome, details: dict) -> int:
+        """One committed audit record (record_alone returns after COMMIT); its seq."""
+        return await self.audit.record_alone(event, actor=actor, outcome=outcome, target=f"device:{device_id}",
+                                             details=details)

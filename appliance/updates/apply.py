@@ -23,11 +23,13 @@ from typing import Callable
 import msgspec
 
 from appliance import __version__
+from appliance.audit.events import Event
+from appliance.audit.models import Outcome
 from appliance.errors import OutpostError
 from appliance.updates import slots, staging, verify
 from appliance.updates.roots import TrustStore
 
-AuditFn = Callable[[str, str, dict], None]   # (action, outcome, details)
+AuditFn = Callable[[Event, Outcome, dict], None]   # (event, outcome, details)
 
 
 class UpdateError(OutpostError):
@@ -90,9 +92,9 @@ class Updater:
                                           now=self.clock())
         except OutpostError as exc:
             staging.clean(self.staging_dir)
-            self.audit("update.verify", "failure", {"file": Path(source).name, "reason": exc.message[:300]})
+            self.audit(Event.UPDATE_VERIFY, "failure", {"file": Path(source).name, "reason": exc.message[:300]})
             raise
-        self.audit("update.verify", "success", {"file": Path(source).name, "version": verified.manifest.version,
+        self.audit(Event.UPDATE_VERIFY, "success", {"file": Path(source).name, "version": verified.manifest.version,
                                                 "sha256": staged.sha256})
         return staged, verified
 
@@ -122,14 +124,14 @@ class Updater:
                 entries.append((f.path, None, f.executable, offset, f.size))
                 offset += f.size
             self.layout.install(target, entries, staged.path, verified.header)
-            self.audit("update.install", "success", {"version": version, "slot": target})
+            self.audit(Event.UPDATE_INSTALL, "success", {"version": version, "slot": target})
             self._step("snapshot")
             snap = self.staging_dir.parent / f"snapshot-before-{version}.db"
             snapshot(snap)
-            self.audit("update.snapshot", "success", {"version": version, "file": snap.name})
+            self.audit(Event.UPDATE_SNAPSHOT, "success", {"version": version, "file": snap.name})
         except OSError as exc:  # disk full, permissions: a plain error, nothing switched
             self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
-            self.audit("update.install", "failure", {"version": version, "reason": exc.strerror or type(exc).__name__})
+            self.audit(Event.UPDATE_INSTALL, "failure", {"version": version, "reason": exc.strerror or type(exc).__name__})
             raise UpdateError(f"installing {version} failed ({exc.strerror or exc}); the installed version is unchanged") from None
         except BaseException:
             self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
@@ -139,7 +141,7 @@ class Updater:
         self._step("switch")
         self.layout.save(slots.State(phase="switched", version=version, target=target, from_slot=old, snapshot=str(snap)))
         self.layout.switch(target)
-        self.audit("update.switch", "success", {"version": version, "from": old, "to": target})
+        self.audit(Event.UPDATE_SWITCH, "success", {"version": version, "from": old, "to": target})
         self._step("restart")
         if not self.signal_launcher():
             self.say("no launcher is running: restart the service to start the new version (the health gate runs then)")
@@ -175,5 +177,5 @@ class Updater:
         snap = st.snapshot if st.snapshot and Path(st.snapshot).exists() else ""
         self.layout.save(slots.State(phase="rolling_back", version=self.version_of(prev), target=prev,
                                      from_slot=self.layout.current() or "", snapshot=snap, reason="requested by an admin"))
-        self.audit("update.rollback", "success", {"to": prev, "version": self.version_of(prev), "requested": True})
+        self.audit(Event.UPDATE_ROLLBACK, "success", {"to": prev, "version": self.version_of(prev), "requested": True})
         return self.status()

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.audit import log as audit
-from appliance.audit.models import Actor
+from appliance.audit.events import Event
+from appliance.audit.models import Actor, Outcome
+from appliance.audit.service import AuditService
 from appliance.config import UpdatesConfig
 from appliance.errors import ValidationError
 from appliance.paths import DataDir
@@ -41,6 +42,7 @@ def make_updater(config: UpdatesConfig, data_dir: Path, trust: roots.TrustStore,
 class UpdateService:
     def __init__(self, db, config: UpdatesConfig, data_dir: Path, clock, trust: roots.TrustStore | None = None) -> None:
         self.db, self.config, self.data_dir, self.clock = db, config, Path(data_dir), clock
+        self.audit = AuditService(db, clock)
         self.trust = trust or roots.builtin()
 
     @property
@@ -52,10 +54,8 @@ class UpdateService:
         return staging_dir(self.config, self.data_dir)
 
     def updater(self, actor: Actor) -> Updater:
-        def record(action: str, outcome: str, details: dict) -> None:
-            now = self.clock.now()
-            self.db.write_sync(lambda conn: audit.record(conn, ts=now, action=action, actor=actor, outcome=outcome,
-                                                         details=details))
+        def record(event: Event, outcome: Outcome, details: dict) -> None:
+            self.audit.record_alone_sync(event, actor=actor, outcome=outcome, details=details)
 
         return make_updater(self.config, self.data_dir, self.trust, record, clock=self.clock.now)
 

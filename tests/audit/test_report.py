@@ -9,6 +9,7 @@ import io
 
 from appliance.audit import log as audit
 from appliance.audit import report
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
 
 T0 = 1_800_000_000.0
@@ -16,7 +17,7 @@ T0 = 1_800_000_000.0
 
 def _login(db, ts, name, source, ok, actor_type="user"):
     db.write_sync(lambda c: audit.record(
-        c, ts=ts, action="auth.login.success" if ok else "auth.login.failure",
+        c, ts=ts, event=Event.AUTH_LOGIN_SUCCESS if ok else Event.AUTH_LOGIN_FAILURE,
         actor=Actor(type=actor_type, name=name, source=source), outcome="success" if ok else "failure"))
 
 
@@ -28,7 +29,7 @@ def test_counts_per_user_and_source_within_the_period(db):
     _login(db, T0 + 3, "mallory", "10.0.0.2", False, actor_type="anonymous")
     _login(db, T0 + 4, "bob", "10.0.0.1", True)
     _login(db, T0 + 100, "bob", "10.0.0.1", True)  # at the end: excluded
-    db.write_sync(lambda c: audit.record(c, ts=T0 + 5, action="auth.logout",
+    db.write_sync(lambda c: audit.record(c, ts=T0 + 5, event=Event.AUTH_LOGOUT,
                                          actor=Actor(type="user", name="alice", source="10.0.0.1")))
     rep = db.read_sync(lambda c: report.login_report(c, since=T0, until=T0 + 100))
     by_user = {c.key: (c.successes, c.failures) for c in rep.by_user}

@@ -3,7 +3,6 @@ streamed CSV / JSON-lines export (audited), and the login-attempts report."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -11,8 +10,7 @@ from litestar import Request, Response, get
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from appliance.audit import export, filters, queries, report
-from appliance.audit import log as audit
+from appliance.audit import filters, queries, report
 from appliance.audit.models import AuditRecord
 from appliance.clock import iso
 from appliance.errors import ValidationError
@@ -106,24 +104,11 @@ async def list_audit(request: Request, since: TimeText = "", until: TimeText = "
 async def export_audit(request: Request, format: Literal["csv", "jsonl"] = "csv", since: TimeText = "",
                        until: TimeText = "", actor: Text = "", action: Text = "",
                        outcome: Literal["", "success", "failure", "denied"] = "", target: Text = "") -> Stream:
-    svc = services(request)
     flt, raw = _filter(since, until, actor, action, outcome, target)
-    now = svc.clock.now()
-    who = actor_of(request)
-    await svc.db.write(lambda conn: audit.record(conn, ts=now, action="audit.export", actor=who,
-                                                 details={"format": format, "via": "api",
-                                                          **{k: v for k, v in raw.items() if v}}))
-    chunks = export.csv_chunks if format == "csv" else export.jsonl_chunks
-
-    def stream():
-        with svc.db.reader() as conn:
-            yield from chunks(conn, flt)
-
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
-    return Stream(stream(), media_type=media,
-                  headers={"Content-Disposition": f'attachment; filename="outpost-audit-{stamp}.{format}"'})
-
+    # Recorded before streaming starts: if it cannot be written there is no export (fail closed).
+    out = await services(request).audit.export(actor_of(request), flt, format, via="api", shown=raw)
+    return Stream(out.chunks(), media_type=out.media_type,
+                  headers={"Content-Disposition": f'attachment; filename="{out.filename}"'})
 
 
 def parse_period(since: str, until: str, now: float) -> tuple[float, float]:

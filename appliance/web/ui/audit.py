@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get
 from litestar.response import Stream
 
-from appliance.audit import events, export, filters, queries
-from appliance.audit import log as audit
+from appliance.audit import filters, queries
+from appliance.audit.events import Event
 from appliance.audit.models import Actor
+from appliance.audit.service import ExportFormat
 from appliance.errors import ValidationError
 from appliance.web.guards import permission, principal_of
 from appliance.web.render import render
@@ -35,30 +35,20 @@ async def audit_log(request: Request) -> Response:
     query = urlencode({k: v for k, v in raw.items() if v})
     return render(request.app.state.templates, request, "audit.html", records=records, total=total, page=page,
                   pages=max(1, -(-total // size)), raw=raw, errors=errors, query=query, outcomes=filters.OUTCOMES,
-                  catalogue=events.CATALOGUE, status=400 if errors else 200)
+                  catalogue=list(Event), status=400 if errors else 200)
 
 
-async def _export(request: Request, fmt: str) -> Response:
+async def _export(request: Request, fmt: ExportFormat) -> Response:
     services = request.app.state.services
     flt, raw, errors = filters.parse(request.query_params)
     if errors:
         raise ValidationError("The export filter is not valid.", details=errors)
     principal = principal_of(request)
     actor = Actor(type="user", name=principal.username, source=request.scope[CLIENT])
-    now = services.clock.now()
     # Recorded before streaming starts: if it cannot be written there is no export (fail closed).
-    await services.db.write(lambda conn: audit.record(conn, ts=now, action="audit.export", actor=actor,
-                                                      details={"format": fmt, **{k: v for k, v in raw.items() if v}}))
-    chunks = export.csv_chunks if fmt == "csv" else export.jsonl_chunks
-
-    def stream():
-        with services.db.reader() as conn:
-            yield from chunks(conn, flt)
-
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
-    return Stream(stream(), media_type=media,
-                  headers={"Content-Disposition": f'attachment; filename="outpost-audit-{stamp}.{fmt}"'})
+    out = await services.audit.export(actor, flt, fmt, via="ui", shown=raw)
+    return Stream(out.chunks(), media_type=out.media_type,
+                  headers={"Content-Disposition": f'attachment; filename="{out.filename}"'})
 
 
 @get("/audit/export.csv", guards=[permission("audit.export")], name="audit_export_csv")

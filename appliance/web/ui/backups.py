@@ -19,7 +19,7 @@ import asyncio
 from litestar import Request, Response, get, post
 from litestar.response import File
 
-from appliance.audit import log as audit
+from appliance.audit.events import Event
 from appliance.crypto import kdf
 from appliance.errors import NotFoundError, OutpostError, RateLimitedError, ValidationError
 from appliance.system import backup
@@ -157,9 +157,8 @@ async def download(request: Request, job_id: str) -> Response:
     path = await asyncio.to_thread(svc.backups.download_path, job)
     if path is None:
         raise NotFoundError("This backup file is not available (it failed, is still running, or was deleted).")
-    who, now, size = actor(request), svc.clock.now(), path.stat().st_size
-    await svc.db.write(lambda conn: audit.record(conn, ts=now, action="backup.download", actor=who, target=job.file,
-                                                 details={"bytes": size}))
+    await svc.audit.record_alone(Event.BACKUP_DOWNLOAD, actor=actor(request), target=job.file,
+                                 details={"bytes": path.stat().st_size})
     return File(path=path, filename=job.file, media_type="application/octet-stream")
 
 

@@ -15,7 +15,8 @@ import time
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 
-from appliance.audit import log as audit
+from appliance.audit.events import Event
+from appliance.audit.models import Outcome
 from appliance.errors import OutpostError
 from appliance.tls import EXPIRY_WARNING_DAYS, importer
 from appliance.web.api.common import actor
@@ -49,12 +50,11 @@ async def _upload(form, name: str) -> bytes | None:
     return None
 
 
-async def _audit(request: Request, action: str, *, outcome: str = "success", details: dict) -> None:
-    svc, who = services(request), actor(request)
-    now = svc.clock.now()
-    info = svc.tls.info()
-    await svc.db.write(lambda conn: audit.record(conn, ts=now, action=action, actor=who, outcome=outcome,
-                                                 target=info.leaf_subject[:200], details=details))
+async def _audit(request: Request, event: Event, *, outcome: Outcome = "success", details: dict) -> None:
+    """Certificates are files, not rows: each change (or refusal) is recorded right after, on its own."""
+    svc = services(request)
+    await svc.audit.record_alone(event, actor=actor(request), outcome=outcome,
+                                 target=svc.tls.info().leaf_subject[:200], details=details)
 
 
 @post("/settings/certificates/import", guards=[TLS], name="certificates_import", opt=on_page("/settings/certificates"))
@@ -74,7 +74,7 @@ async def import_certificate(request: Request) -> Response:
             raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) or a PKCS#12 file.")
         events = await asyncio.to_thread(svc.tls.install_customer, bundle)
     except OutpostError as exc:
-        await _audit(request, "tls.cert.import.refused", outcome="failure", details={"reason": exc.message[:300]})
+        await _audit(request, Event.TLS_CERT_IMPORT_REFUSED, outcome="failure", details={"reason": exc.message[:300]})
         return _page(request, message=f"Not imported: {exc.message}", status=400)
     if not events:
         return _page(request, ok="This certificate is already in use; nothing changed. Rollback still restores the "
@@ -111,7 +111,7 @@ async def regenerate(request: Request) -> Response:
     except OutpostError as exc:
         return _page(request, message=f"Not regenerated: {exc.message}", status=500)
     info = svc.tls.info()
-    await _audit(request, "tls.cert.regenerate", details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
+    await _audit(request, Event.TLS_CERT_REGENERATE, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
     return _page(request, ok="A new local certificate is served (issued by the appliance's own CA).")
 
 

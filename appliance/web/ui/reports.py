@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from litestar import Request, Response, get
 
-from appliance.audit import log as audit
 from appliance.audit import report
+from appliance.audit.events import Event
 from appliance.errors import ValidationError
 from appliance.web.api.audit import parse_period
 from appliance.web.api.common import actor
@@ -48,12 +48,9 @@ async def login_report_csv(request: Request) -> Response:
     since, until = _raw(request)
     start, end = parse_period(since, until, svc.clock.now())
     now = svc.clock.now()
-    who = actor(request)
-
     # Recorded before the report is read: if it cannot be written there is no export (fail closed).
-    await svc.db.write(lambda conn: audit.record(
-        conn, ts=now, action="audit.report.export", actor=who, target="report:logins",
-        details={"since": _period_input(start), "until": _period_input(end), "format": "csv"}))
+    await svc.audit.record_alone(Event.AUDIT_REPORT_EXPORT, actor=actor(request), ts=now, target="report:logins",
+                                 details={"since": _period_input(start), "until": _period_input(end), "format": "csv"})
     rep = await svc.db.read_in_thread(lambda conn: report.login_report(conn, since=start, until=end))
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(report.to_csv(rep), media_type="text/csv; charset=utf-8",
