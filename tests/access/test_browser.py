@@ -10,8 +10,7 @@ import re
 import pytest
 
 from tests.api.helpers import api, error_of
-from tests.e2e.browser import admin_page
-from tests.e2e.test_browser import submit
+from tests.e2e.browser import admin_page, submit
 
 pytestmark = pytest.mark.browser
 

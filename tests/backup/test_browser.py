@@ -7,8 +7,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ADMIN_PASSWORD, do_login, do_setup
-from tests.e2e.browser import SESSION_COOKIE, Watch, launch, require_chromium
-from tests.e2e.test_browser import assert_clean, submit
+from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, launch, require_chromium, submit
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import require_tool
-from tests.e2e.browser import Watch, launch, require_chromium
-from tests.e2e.test_browser import assert_clean, fill_setup, sign_in, submit
+from tests.e2e.browser import Watch, assert_clean, fill_setup, launch, require_chromium, sign_in, submit
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "she keeps a long passphrase in her head"

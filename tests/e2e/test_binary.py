@@ -1,8 +1,8 @@
 """The frozen `dist/outpost` on its own (PLAT-1): no Python, no venv, no checkout.
 
-The binary is built with `python3 build.py binary` only when it is missing or older
-than a file under `appliance/`, so CI builds it once. It then runs with PATH=/usr/bin:/bin
-as its whole environment and a temporary working directory, and must: print its
+The binary is built with `python3 build.py binary` (the `binary` fixture in tests/conftest.py)
+only when it is missing or older than a file under `appliance/`, so CI builds it once. It
+then runs with PATH=/usr/bin:/bin as its whole environment and a temporary working directory, and must: print its
 version, show --help, serve HTTPS with the local CA it creates, complete setup and a
 sign-in, render the dashboard (psutil, jinja templates) and the About page, serve the
 vendored htmx from package data, and on SIGTERM shut down within 10 s and remove the
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,30 +27,8 @@ from tests.conftest import ADMIN, Appliance, do_login, do_setup, free_port
 pytestmark = pytest.mark.binary
 
 ROOT = conftest.ROOT
-BINARY = ROOT / "dist" / "outpost"
-BUILD_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 10
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}
-
-
-def _newest_source() -> float:
-    newest = 0.0
-    for f in (ROOT / "appliance").rglob("*"):
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
-            newest = max(newest, f.stat().st_mtime)
-    return newest
-
-
-@pytest.fixture(scope="session")
-def binary() -> Path:
-    """dist/outpost, rebuilt only when missing or older than the sources."""
-    if not BINARY.is_file() or BINARY.stat().st_mtime < _newest_source():
-        python = shutil.which("python3") or sys.executable
-        proc = subprocess.run([python, str(ROOT / "build.py"), "binary"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=BUILD_TIMEOUT_S)
-        assert proc.returncode == 0, f"build.py binary failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    assert BINARY.is_file() and os.access(BINARY, os.X_OK)
-    return BINARY
 
 
 def _run(binary: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

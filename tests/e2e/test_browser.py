@@ -29,7 +29,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ADMIN, ADMIN_PASSWORD, do_login, do_setup
-from tests.e2e.browser import SESSION_COOKIE, Watch, launch, require_chromium
+from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, fill_setup, launch, require_chromium, sign_in, submit
 
 pytestmark = pytest.mark.browser
 
@@ -66,32 +66,6 @@ def watch(context, appliance):
 
 # ---- helpers -------------------------------------------------------------------------
 
-def submit(page, action):
-    """Run `action` (a click or key press that submits a form); return the POST's response.
-    A 403 here means the CSRF check refused the browser's own same-origin form post.
-    """
-    with page.expect_response(lambda r: r.request.method == "POST") as info:
-        action()
-    response = info.value
-    assert response.status != 403, f"browser form POST refused (Origin: {response.request.header_value('origin')})"
-    page.wait_for_load_state("load")
-    return response
-
-
-def fill_setup(page, code: str, username: str = ADMIN, password: str = ADMIN_PASSWORD):
-    page.get_by_label("Setup code").fill(code)
-    page.get_by_label("Administrator username").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_label("Repeat the password").fill(password)
-    return submit(page, page.get_by_role("button", name="Create administrator").click)
-
-
-def sign_in(page, username: str = ADMIN, password: str = ADMIN_PASSWORD):
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    return submit(page, page.get_by_role("button", name="Sign in").click)
-
-
 def audit_actions(page) -> list[str]:
     return page.locator("table.audit tbody tr td:nth-child(3) code").all_inner_texts()
 
@@ -108,25 +82,6 @@ def assert_nothing_private(page) -> None:
     expect(page.locator("table.audit")).to_have_count(0)
     expect(page.locator("#health")).to_have_count(0)
     expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
-
-
-def assert_clean(watch: Watch, error_pages: dict[str, int] | None = None) -> None:
-    """Nothing left the appliance, nothing failed, no CSP violation, no script or console error.
-
-    `error_pages` maps a page URL to the 4xx status it was deliberately answered with;
-    Chromium logs "Failed to load resource: ... status of N" for those, and only those
-    console errors are tolerated.
-    """
-    error_pages = error_pages or {}
-    assert watch.external == [], f"requests to other hosts: {watch.external}"
-    assert watch.failures() == [], f"failed requests: {watch.failures()}"
-    assert watch.subresource_errors() == [], f"assets or htmx calls refused: {watch.subresource_errors()}"
-    assert watch.csp == [], f"CSP violations: {watch.csp}"
-    assert watch.csp_console() == [], f"CSP console messages: {watch.csp_console()}"
-    assert watch.page_errors == [], f"page errors: {watch.page_errors}"
-    unexpected = [m for m in watch.console_errors()
-                  if not (m[2] in error_pages and f"status of {error_pages[m[2]]}" in m[1])]
-    assert unexpected == [], f"console errors: {unexpected}"
 
 
 # ---- tests ---------------------------------------------------------------------------

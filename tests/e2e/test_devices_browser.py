@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import admin_page
-from tests.e2e.test_browser import submit
+from tests.e2e.browser import admin_page, submit
 
 pytestmark = pytest.mark.browser
 

@@ -11,8 +11,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import admin_page
-from tests.e2e.test_browser import submit
+from tests.e2e.browser import admin_page, submit
 from tests.ssh.sshd import Sshd
 
 pytestmark = pytest.mark.browser

@@ -116,8 +116,7 @@ def test_cli_shows_hostile_names_without_control_characters(live, hostile, tmp_p
 def test_hostile_names_run_nothing_in_a_browser(live, hostile) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.browser import SESSION_COOKIE, Watch, launch, require_chromium
-    from tests.e2e.test_browser import assert_clean
+    from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, launch, require_chromium
 
     require_chromium()
     app, client = live

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from tests.e2e.test_binary import ROOT, binary  # noqa: F401  (session fixture: builds dist/outpost when stale)
+from tests.conftest import ROOT
 
 from . import kit
 from .test_apply import Rig
