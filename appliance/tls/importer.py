@@ -57,9 +57,9 @@ class CertificateImportError(ValidationError):
 class CustomerBundle(msgspec.Struct, frozen=True, kw_only=True):
     """A validated leaf, its chain up to the root (in order), and its private key."""
 
-    leaf: object  # x509.Certificate
-    chain: list  # x509.Certificate, issuers after the leaf, root last
-    key: object  # RSA or EC private key
+    leaf: x509.Certificate
+    chain: list[x509.Certificate]  # issuers after the leaf, root last
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     warnings: list[str] = []
 
     @property

@@ -214,7 +214,9 @@ def ca_covers(cert: x509.Certificate, names: Names) -> bool:
         return False
     permitted = nc.permitted_subtrees or []
     bases = [g.value.lower() for g in permitted if isinstance(g, x509.DNSName)]
-    nets = [g.value for g in permitted if isinstance(g, x509.IPAddress)]
+    # IPAddress values in name constraints are networks (RFC 5280 4.2.1.10)
+    nets = [g.value for g in permitted if isinstance(g, x509.IPAddress)
+            and isinstance(g.value, ipaddress.IPv4Network | ipaddress.IPv6Network)]
     for d in names.dns:
         if not any(d == b or d.endswith("." + b.lstrip(".")) for b in bases):
             return False
