@@ -67,16 +67,19 @@ class SecondFactorRequired(msgspec.Struct, frozen=True, kw_only=True):
 class SecurityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Run-time security settings (AUTH-3, -4, -6, -7), editable by admins.
 
-    Stored in the `settings` table; `[auth]` in the config file gives the defaults. The field
-    types (with their bounds) and the built-in defaults are [auth]'s own (config.py)."""
+    Stored in the `settings` table; `[auth]` in the config file gives the defaults. The bounds
+    and allowed values are [auth]'s constrained types (config.py), which
+    `securitypolicy.validate_policy` reads and checks with plain-words messages per field; the
+    fields here stay unconstrained so API input reaches that check instead of msgspec's. The
+    built-in defaults are [auth]'s too."""
 
-    password_min_length: config.PasswordMinLength = _AUTH_DEFAULTS.password_min_length
-    password_history: config.PasswordHistory = _AUTH_DEFAULTS.password_history
-    require_composition: config.RequireComposition = _AUTH_DEFAULTS.require_composition
-    totp_policy: config.TotpPolicy = _AUTH_DEFAULTS.totp_policy
-    session_idle_minutes: config.SessionIdleMinutes = _AUTH_DEFAULTS.session_idle_minutes
-    lockout_threshold: config.LockoutThreshold = _AUTH_DEFAULTS.lockout_threshold
-    lockout_minutes: config.LockoutMinutes = _AUTH_DEFAULTS.lockout_minutes
+    password_min_length: int = _AUTH_DEFAULTS.password_min_length
+    password_history: int = _AUTH_DEFAULTS.password_history
+    require_composition: bool = _AUTH_DEFAULTS.require_composition
+    totp_policy: str = _AUTH_DEFAULTS.totp_policy  # config.TotpPolicy
+    session_idle_minutes: int = _AUTH_DEFAULTS.session_idle_minutes
+    lockout_threshold: int = _AUTH_DEFAULTS.lockout_threshold
+    lockout_minutes: int = _AUTH_DEFAULTS.lockout_minutes
 
 
 class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -22,28 +22,28 @@ from appliance.auth import policy, queries
 from appliance.auth.models import SecurityPolicy
 from appliance.auth.permissions import ensure_allowed
 from appliance.auth.stepup import require_recent_auth
-from appliance.config import TotpPolicy
+from appliance.config import AuthConfig, TotpPolicy
 from appliance.errors import ValidationError
 from appliance.principal import Principal
 
 if TYPE_CHECKING:
     from appliance.audit.service import AuditService
     from appliance.clock import Clock
-    from appliance.config import AuthConfig
     from appliance.store.connection import Connection, Database
 
 POLICY_KEY = "auth.security_policy"
 
 
 def _int_bounds() -> dict[str, tuple[int, int]]:
-    """field -> (min, max) of every whole-number policy field, read from its type ([auth]'s, config.py)."""
-    bounds = {}
-    info = msgspec.inspect.type_info(SecurityPolicy)
+    """field -> (min, max) of every whole-number policy field, read from [auth]'s type for it (config.py)."""
+    info = msgspec.inspect.type_info(AuthConfig)
     assert isinstance(info, msgspec.inspect.StructType)
-    for field in info.fields:
-        kind = getattr(field.type, "type", field.type)  # unwrap the Meta (description)
+    types = {field.name: getattr(field.type, "type", field.type) for field in info.fields}  # unwrap the Meta
+    bounds = {}
+    for name in SecurityPolicy.__struct_fields__:  # the policy's order (form and error order)
+        kind = types[name]
         if isinstance(kind, msgspec.inspect.IntType) and kind.ge is not None and kind.le is not None:
-            bounds[field.name] = (kind.ge, kind.le)
+            bounds[name] = (kind.ge, kind.le)
     return bounds
 
 
