@@ -119,7 +119,8 @@ class BackupConfig(_Section):
 
 
 # The security-policy fields: [auth] gives their defaults and Settings -> Security policy changes
-# them at run time. auth.models.SecurityPolicy reuses these types, so each bound is written once.
+# them at run time. auth/securitypolicy.py reads its bounds and choices from these types (and
+# SecurityPolicy its defaults from AuthConfig), so each bound and default is written once.
 SessionIdleMinutes = Annotated[int, _doc("Sign a browser session out after this many minutes without a request.",
                                          ge=5, le=60)]
 LockoutThreshold = Annotated[int, _doc("Consecutive failed logins that lock an account.", ge=3, le=100)]
