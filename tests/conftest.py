@@ -273,8 +273,7 @@ def services(tmp_path: Path, frozen_clock, appliance_config: str):
     cfg = config_mod.with_data_dir(config_mod.parse(tomllib.loads(appliance_config)), str(tmp_path / "data"))
     built = app_mod.build(cfg, frozen_clock)
     try:
-        # the setup service moves under auth.setup in the issue 12 refactor; either shape works meanwhile
-        getattr(built.auth, "setup", built.auth).ensure_setup_code(built.setup_code_file)
+        built.auth.setup.ensure_setup_code(built.setup_code_file)
         yield built
     finally:
         built.close()

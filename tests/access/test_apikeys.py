@@ -3,7 +3,6 @@ storage, escalation, expiry, revocation, last-used write bounding, object-level 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 
@@ -16,13 +15,10 @@ from appliance.auth import permissions, queries as auth_queries
 from appliance.clock import FrozenClock
 from appliance.config import AccessConfig
 from appliance.errors import ConflictError, NotFoundError, ValidationError
+from tests.conftest import run
 
 PEPPER = bytes(range(32))
 ACTOR = Actor(type="user", name="t", source="127.0.0.1")
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 @pytest.fixture

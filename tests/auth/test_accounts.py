@@ -2,7 +2,6 @@
 recovery codes, session revocation and step-up, with a frozen clock and a real
 encrypted database. Codes come from oathtool, the RFC 6238 reference tool."""
 
-import asyncio
 import subprocess
 from datetime import UTC, datetime
 
@@ -17,18 +16,12 @@ from appliance.auth.models import SecondFactorRequired, UserCreate, UserUpdate
 from appliance.clock import FrozenClock
 from appliance.config import AuthConfig
 from appliance.crypto import totp
-from appliance.crypto.passwords import PasswordHasher
 from appliance.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from tests.auth import build_auth
-from tests.conftest import require_tool
+from tests.conftest import FAST_AUTH, fast_hasher, require_tool, run
 
 PASSWORD = "a long enough passphrase for tests"
 NEW = "another quite long passphrase here"
-FAST = dict(argon2_time_cost=1, argon2_memory_kib=19456, argon2_parallelism=1)
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def oathtool(seed: str, at: float) -> str:
@@ -45,8 +38,8 @@ def clock():
 @pytest.fixture
 def auth(tmp_path, clock):
     db, _ = open_database(tmp_path, readers=2)
-    hasher = PasswordHasher(time_cost=1, memory_kib=19456, parallelism=1, concurrency=2)
-    service = build_auth(db, AuthConfig(**FAST, login_attempts_per_minute=1000), clock, hasher, hostname="gatehouse")
+    hasher = fast_hasher(concurrency=2)
+    service = build_auth(db, AuthConfig(**FAST_AUTH, login_attempts_per_minute=1000), clock, hasher, hostname="gatehouse")
     code = service.setup.ensure_setup_code(tmp_path / "setup-code")
     run(service.setup.complete_setup(code=code, username="admin", password=PASSWORD, confirm=PASSWORD, source="t"))
     yield service
@@ -376,9 +369,9 @@ def test_per_address_limit_on_totp_step(tmp_path, clock):
     from appliance.errors import RateLimitedError
 
     db, _ = open_database(tmp_path, readers=1)
-    hasher = PasswordHasher(time_cost=1, memory_kib=19456, parallelism=1, concurrency=1)
+    hasher = fast_hasher(concurrency=1)
     try:
-        service = build_auth(db, AuthConfig(**FAST, login_attempts_per_minute=3), clock, hasher)
+        service = build_auth(db, AuthConfig(**FAST_AUTH, login_attempts_per_minute=3), clock, hasher)
         for _ in range(3):
             with pytest.raises(LoginFailedError):  # no pending sign-in for this browser
                 run(service.sessions.login_second_factor(pre_session="p", code="123456", source="10.9.9.9", user_agent=""))

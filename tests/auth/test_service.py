@@ -1,6 +1,5 @@
 """AUTH-1, -2, -4, -7 in process with a frozen clock and a real encrypted database."""
 
-import asyncio
 import statistics
 import time
 
@@ -12,12 +11,11 @@ from appliance.auth import queries
 from appliance.auth.errors import LOGIN_FAILED, LoginFailedError, SetupError
 from appliance.clock import FrozenClock
 from appliance.config import AuthConfig
-from appliance.crypto.passwords import PasswordHasher
 from appliance.errors import RateLimitedError, ValidationError
 from tests.auth import build_auth
+from tests.conftest import FAST_AUTH, fast_hasher, run
 
 PASSWORD = "a long enough passphrase for tests"
-FAST = dict(argon2_time_cost=1, argon2_memory_kib=19456, argon2_parallelism=1)
 
 
 @pytest.fixture
@@ -28,16 +26,12 @@ def clock():
 @pytest.fixture
 def env(tmp_path, clock):
     db, _ = open_database(tmp_path, readers=2)
-    cfg = AuthConfig(**FAST, login_attempts_per_minute=1000)
-    hasher = PasswordHasher(time_cost=1, memory_kib=19456, parallelism=1, concurrency=2)
+    cfg = AuthConfig(**FAST_AUTH, login_attempts_per_minute=1000)
+    hasher = fast_hasher(concurrency=2)
     service = build_auth(db, cfg, clock, hasher)
     yield service, tmp_path / "setup-code"
     hasher.close()
     db.close()
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def _audit(service, action):
@@ -155,8 +149,8 @@ def test_lockout_after_threshold_and_uniform_message(ready, clock):
 
 def test_per_address_throttle(tmp_path, clock):
     db, _ = open_database(tmp_path, readers=1)
-    hasher = PasswordHasher(time_cost=1, memory_kib=19456, parallelism=1, concurrency=1)
-    service = build_auth(db, AuthConfig(**FAST, login_attempts_per_minute=3), clock, hasher)
+    hasher = fast_hasher(concurrency=1)
+    service = build_auth(db, AuthConfig(**FAST_AUTH, login_attempts_per_minute=3), clock, hasher)
     try:
         for _ in range(3):
             with pytest.raises(LoginFailedError):
@@ -194,7 +188,7 @@ def test_unknown_user_and_wrong_password_take_the_same_time(ready):
 
 def test_rehash_when_parameters_change(ready):
     before = ready.context.db.read_sync(lambda c: c.execute("SELECT password_hash FROM users").fetchone()[0])
-    hasher = PasswordHasher(time_cost=2, memory_kib=19456, parallelism=1, concurrency=1)
+    hasher = fast_hasher(concurrency=1, time_cost=2)
     upgraded = build_auth(ready.context.db, ready.context.config, ready.context.clock, hasher)  # new parameters
     run(upgraded.sessions.login(username="admin", password=PASSWORD, source="h", user_agent=""))
     after = ready.context.db.read_sync(lambda c: c.execute("SELECT password_hash FROM users").fetchone()[0])

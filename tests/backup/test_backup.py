@@ -26,8 +26,9 @@ from appliance.backup.scheduler import due, list_backups, prune, scheduled_name
 from appliance.backup.service import BackupService
 from appliance.crypto import kdf, keyfile
 from appliance.store import Database
+from tests.conftest import FAST_ARGON2
 
-FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
+FAST = kdf.KdfParams(**FAST_ARGON2)
 PASS = b"correct backup passphrase"
 
 

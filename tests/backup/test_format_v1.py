@@ -24,7 +24,7 @@ from appliance.crypto import kdf
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "backup-v1.opbk"
 PASS = b"golden backup passphrase"
-FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
+FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)  # fixed: the golden file was made with these
 SALT = bytes(range(16))
 PREFIX = b"\x01\x02\x03\x04\x05\x06\x07"
 CREATED = 1_700_000_000.0

@@ -21,9 +21,9 @@ import pytest
 
 from appliance.backup.format import write_backup
 from appliance.crypto import kdf
-from tests.conftest import ROOT
+from tests.conftest import FAST_ARGON2, ROOT
 
-FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
+FAST = kdf.KdfParams(**FAST_ARGON2)
 PASS = "hostile backup passphrase"
 OUTSIDE = Path("/tmp") / f"outpost-hostile-{secrets.token_hex(4)}"
 

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from appliance.crypto import kdf
+from tests.conftest import FAST_ARGON2
 
-FAST = kdf.KdfParams(time_cost=1, memory_kib=19456, parallelism=1)
+FAST = kdf.KdfParams(**FAST_ARGON2)
 
 
 def test_wrap_round_trip_and_wrong_passphrase() -> None:

@@ -1,6 +1,5 @@
 """DeviceService in process: a real encrypted database, the real vault, a frozen clock."""
 
-import asyncio
 
 import pytest
 
@@ -13,14 +12,11 @@ from appliance.devices.models import CredentialInput
 from appliance.devices.service import (CredentialInUseError, DeviceService, HostKeyRefusedError, StaleReviewError,
                                        open_credential)
 from appliance.errors import ValidationError
+from tests.conftest import run
 from tests.devices.keys import fingerprint, keygen
 
 ACTOR = Actor(type="user", name="op", source="127.0.0.1")
 SENTINEL = "S3ntinel-pa55-Xq9"
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 @pytest.fixture
