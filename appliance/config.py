@@ -28,7 +28,7 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
-class WebConfig(_Section):
+class WebConfig(_Section, frozen=True):
     """[web]: the HTTPS listener and browser protections."""
 
     listen_host: Annotated[str, _doc("Address to listen on; 0.0.0.0 for all IPv4, :: for all IPv6.")] = "0.0.0.0"
@@ -72,7 +72,7 @@ class WebConfig(_Section):
                 raise ValueError(f"trusted_proxies[{i}] is not an IP address or CIDR: {item!r}") from None
 
 
-class TLSConfig(_Section):
+class TLSConfig(_Section, frozen=True):
     """[tls]: certificates and protocol profile."""
 
     profile: Annotated[Literal["intermediate", "modern"], _doc(
@@ -88,7 +88,7 @@ class TLSConfig(_Section):
             raise ValueError("renew_before_days must be smaller than leaf_days")
 
 
-class StoreConfig(_Section):
+class StoreConfig(_Section, frozen=True):
     """[store]: the encrypted datastore."""
 
     data_dir: Annotated[str, _doc(
@@ -102,7 +102,7 @@ class StoreConfig(_Section):
         "Number of pooled read connections used by background work (exports, reports).", ge=1, le=32)] = 4
 
 
-class BackupConfig(_Section):
+class BackupConfig(_Section, frozen=True):
     """[backup]: scheduled encrypted backups (UPD-5). Disabled while directory is empty."""
 
     directory: Annotated[str, _doc(
@@ -137,7 +137,7 @@ TotpPolicy = Annotated[Literal["all", "admins", "optional"], _doc(
     "Settings -> Security policy.")]
 
 
-class AuthConfig(_Section):
+class AuthConfig(_Section, frozen=True):
     """[auth]: logins, sessions, lockout and password hashing."""
 
     session_idle_minutes: SessionIdleMinutes = 15
@@ -170,7 +170,7 @@ class AuthConfig(_Section):
     argon2_parallelism: Annotated[int, _doc("argon2id lanes.", ge=1, le=8)] = 4
 
 
-class AuditConfig(_Section):
+class AuditConfig(_Section, frozen=True):
     """[audit]: the tamper-evident audit log."""
 
     retention_days: Annotated[int, _doc(
@@ -178,7 +178,7 @@ class AuditConfig(_Section):
     page_size: Annotated[int, _doc("Rows per page in the audit log view.", ge=10, le=500)] = 50
 
 
-class AccessConfig(_Section):
+class AccessConfig(_Section, frozen=True):
     """[access]: API keys and the IP allow list (ACL-2, ACL-3)."""
 
     api_key_default_days: Annotated[int, _doc(
@@ -194,7 +194,7 @@ class AccessConfig(_Section):
             raise ValueError("api_key_default_days must not exceed api_key_max_days")
 
 
-class ProbeConfig(_Section):
+class ProbeConfig(_Section, frozen=True):
     """[probe]: the SSH poller, its limits, thresholds and time-series retention."""
 
     max_concurrency: Annotated[int, _doc(
@@ -247,14 +247,14 @@ class ProbeConfig(_Section):
                 raise ValueError(f"allowed_subnets[{i}] is not an IP address or CIDR: {item!r}") from None
 
 
-class LogConfig(_Section):
+class LogConfig(_Section, frozen=True):
     """[log]: structured logs on stdout."""
 
     level: Annotated[Literal["debug", "info", "warning", "error"], _doc(
         "Lowest level written to stdout as JSON lines.")] = "info"
 
 
-class UpdatesConfig(_Section):
+class UpdatesConfig(_Section, frozen=True):
     """[updates]: signed USB updates, A/B slots and the health gate."""
 
     install_root: Annotated[str, _doc(
@@ -270,7 +270,7 @@ class UpdatesConfig(_Section):
         "Seconds a new version has to answer /healthz before it is rolled back.", ge=2, le=600)] = 60
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     """The whole configuration file; every section is optional."""
 
     web: Annotated[WebConfig, _doc("HTTPS listener and browser protections.")] = WebConfig()
