@@ -21,7 +21,7 @@ import msgspec
 from appliance.audit.models import Actor
 from appliance.crypto import tokens
 from appliance.demo.fleet import DEMO_USER, Fleet
-from appliance.devices.models import CredentialInput, DeviceInput
+from appliance.devices.models import CredentialCreate, CredentialUpdate, DeviceCreate, DeviceUpdate
 from appliance.ssh import keys, server
 
 log = logging.getLogger("outpost.demo")
@@ -76,19 +76,22 @@ async def start_demo(services, count: int = DEMO_DEVICES) -> Fleet:
 async def _register(devices, fleet: Fleet, *, new_password: bool) -> None:
     actor = Actor.system()
     credentials = {c.name: c for c in await devices.list_credentials()}
-    secret = CredentialInput(name=CREDENTIAL_NAME, username=DEMO_USER, kind="password", password=fleet.password)
     if CREDENTIAL_NAME in credentials:
         cred_id = credentials[CREDENTIAL_NAME].id
         if new_password:
-            await devices.update_credential(cred_id, secret, actor=actor)
+            await devices.update_credential(cred_id, CredentialUpdate(username=DEMO_USER, kind="password",
+                                                                      password=fleet.password), actor=actor)
     else:
-        cred_id = await devices.create_credential(secret, actor=actor)
+        cred_id = await devices.create_credential(CredentialCreate(name=CREDENTIAL_NAME, username=DEMO_USER,
+                                                                   kind="password", password=fleet.password),
+                                                  actor=actor)
     existing = {d.name: d for d in await devices.list_devices(search="demo-")}
     for demo in fleet.devices:
-        data = DeviceInput(name=demo.name, address=DEMO_ADDRESS, port=demo.port, tags=["demo"], poll_interval=10,
-                           credential_id=cred_id, notes="Simulated device started by --demo-data.")
+        data = DeviceCreate(name=demo.name, address=DEMO_ADDRESS, port=demo.port, tags=["demo"], poll_interval=10,
+                            credential_id=cred_id, notes="Simulated device started by --demo-data.")
         current = existing.get(demo.name)
         if current is None:
             await devices.create_device(data, actor=actor)
         elif current.port != demo.port or current.credential_id != cred_id:
-            await devices.update_device(current.id, data, actor=actor)
+            # every field, as on creation (a demo device is reset, not merged)
+            await devices.update_device(current.id, DeviceUpdate(**msgspec.structs.asdict(data)), actor=actor)

@@ -13,7 +13,7 @@ import msgspec
 
 from appliance.crypto import sshkeys, vault
 from appliance.devices import validate
-from appliance.devices.models import CredentialInput, DeviceSecret
+from appliance.devices.models import CredentialCreate, CredentialFields, DeviceSecret
 
 _AAD_PURPOSE = "credentials.secret"  # associated data: this column of this row
 
@@ -24,7 +24,7 @@ class _Sealed(msgspec.Struct, frozen=True, omit_defaults=True):
     s: str | None = None  # passphrase
 
 
-def seal_credential(key: bytes, credential_id: int, data: CredentialInput) -> bytes:
+def seal_credential(key: bytes, credential_id: int, data: CredentialFields) -> bytes:
     payload = msgspec.json.encode(_Sealed(p=data.password, k=data.private_key, s=data.passphrase))
     return vault.seal(key, payload, vault.aad(_AAD_PURPOSE, credential_id))
 
@@ -42,16 +42,21 @@ class KeyFacts(msgspec.Struct, frozen=True):
     fingerprint: str = ""
 
 
-def check_credential(data: CredentialInput, *, require_secret: bool = True) -> tuple[CredentialInput, KeyFacts, dict]:
-    """Validate a credential (parsing a private key costs CPU: call in a thread)."""
+def check_credential(data: CredentialCreate, *, require_secret: bool = True
+                     ) -> tuple[CredentialFields, KeyFacts, dict[str, str]]:
+    """Validate a credential (parsing a private key costs CPU: run it on the key pool).
+
+    The secret used is the one its kind names (a key when `kind` is left out and a private
+    key is given, else a password); the other is dropped."""
     errors: dict[str, str] = {}
     name = validate.name(data.name, errors, label="Credential name")
     username = validate.username(data.username, errors)
     facts = KeyFacts()
     password = private_key = passphrase = None
-    if data.kind == "password":
+    kind = data.kind or ("key" if data.private_key else "password")
+    if kind == "password":
         password = validate.secret_text(data.password, errors, "password", "password", require_secret)
-    elif data.kind == "key":
+    elif kind == "key":
         passphrase = validate.secret_text(data.passphrase, errors, "passphrase", "passphrase", False)
         if data.private_key:
             try:
@@ -64,6 +69,6 @@ def check_credential(data: CredentialInput, *, require_secret: bool = True) -> t
             errors["private_key"] = "Paste the private key (OpenSSH or PEM)."
     else:
         errors["kind"] = "Choose password or key."
-    clean = CredentialInput(name=name, username=username, kind=data.kind if data.kind in ("password", "key") else "password",
-                            password=password, private_key=private_key, passphrase=passphrase)
+    clean = CredentialFields(name=name, username=username, kind=kind if kind in ("password", "key") else "password",
+                             password=password, private_key=private_key, passphrase=passphrase)
     return clean, facts, errors

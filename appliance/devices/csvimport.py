@@ -20,12 +20,24 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from typing import Any
+
+import msgspec
 
 from appliance.audit import log as audit
 from appliance.audit.events import Event
 from appliance.audit.models import Actor
-from appliance.devices import queries
-from appliance.devices.models import CredentialInput, DeviceInput, ImportResult, ImportRowError
+from appliance.devices import changes, queries, validate
+from appliance.devices.credentials import KeyFacts, check_credential
+from appliance.devices.models import (
+    CredentialCreate,
+    CredentialFields,
+    CredentialKind,
+    DeviceCreate,
+    DeviceFields,
+    ImportResult,
+    ImportRowError,
+)
 
 MAX_BYTES = 512 * 1024
 MAX_ROWS = 2000
@@ -35,12 +47,14 @@ OPTIONAL = ("port", "tags", "poll_interval", "enabled", "notes", "legacy_algorit
 COLUMNS = REQUIRED + OPTIONAL
 
 
-class _Row:
-    __slots__ = ("line", "device", "credential", "facts", "credential_name")
+class _Row(msgspec.Struct, frozen=True):
+    """One valid row: its device, and either a new credential (checked) or an existing one's name."""
 
-    def __init__(self, line, device, credential, facts, credential_name):
-        self.line, self.device, self.credential, self.facts, self.credential_name = (
-            line, device, credential, facts, credential_name)
+    line: int
+    device: DeviceFields
+    credential: CredentialFields | None
+    facts: KeyFacts | None
+    credential_name: str | None
 
 
 def _refuse(message: str, rows: int = 0, line: int = 0) -> ImportResult:
@@ -61,14 +75,13 @@ def decode(data: bytes) -> tuple[str | None, ImportResult | None]:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        return None, _refuse(f"Line {line} is not valid UTF-8; save the file as UTF-8 (CSV UTF-8 in spreadsheet programs).",
+        return None, _refuse(f"Line {line} is not valid UTF-8; save the file as UTF-8 "
+                             "(CSV UTF-8 in spreadsheet programs).",
                              line=line)
 
 
-def parse(service, text: str) -> tuple[list[_Row], list[ImportRowError], int]:
+def parse(text: str) -> tuple[list[_Row], list[ImportRowError], int]:
     """Validate every row (CPU work: keys are parsed); returns rows, errors and the row count."""
-    from appliance.devices.service import check_credential
-
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -103,13 +116,14 @@ def parse(service, text: str) -> tuple[list[_Row], list[ImportRowError], int]:
             continue  # blank lines are allowed
         count += 1
         if count > MAX_ROWS:
-            return [], [ImportRowError(line=line, errors={"file": f"More than {MAX_ROWS} rows; split the file."})], count
+            too_many = ImportRowError(line=line, errors={"file": f"More than {MAX_ROWS} rows; split the file."})
+            return [], [too_many], count
         if len(record) != len(header):
             errors.append(ImportRowError(line=line, errors={
                 "row": f"This row has {len(record)} column(s); the header has {len(header)}."}))
             continue
-        cells = dict(zip(header, record))
-        row_errors, row = _row(service, check_credential, cells, line)
+        cells = dict(zip(header, record, strict=True))  # same length: checked just above
+        row_errors, row = _row(cells, line)
         if row is not None:
             key = row.device.name.lower()
             if key in names:
@@ -124,10 +138,23 @@ def parse(service, text: str) -> tuple[list[_Row], list[ImportRowError], int]:
     return rows, errors, count
 
 
-def _row(service, check_credential, cells: dict, line: int):
+def _device(cells: dict[str, str]) -> tuple[DeviceFields, dict[str, str]]:
+    """A row's device cells (text; an absent cell means the default) checked like any other device input."""
+    errors: dict[str, str] = {}
+    data = DeviceCreate(
+        name=cells.get("name", ""), address=cells.get("address", ""), port=validate.port(cells.get("port"), errors),
+        tags=validate.split_tags(cells.get("tags", "").replace(";", " ")),
+        poll_interval=validate.poll_interval(cells.get("poll_interval"), errors),
+        enabled=validate.boolean(cells.get("enabled"), "enabled", errors, True), notes=cells.get("notes", ""),
+        legacy_algorithms=validate.boolean(cells.get("legacy_algorithms"), "legacy_algorithms", errors, False),
+        host_key=cells.get("host_key", ""))
+    device, device_errors = validate.device(data)
+    return device, {**device_errors, **errors}
+
+
+def _row(cells: dict[str, str], line: int) -> tuple[dict[str, str], _Row]:
     cells = {k: v for k, v in cells.items() if v.strip()}  # an empty cell means "the default"
-    cells["tags"] = (cells.get("tags") or "").replace(";", " ")
-    device, errors = service.parse_device(cells)
+    device, errors = _device(cells)
     credential = facts = None
     credential_name = (cells.get("credential") or "").strip()
     username = (cells.get("username") or "").strip()
@@ -135,19 +162,19 @@ def _row(service, check_credential, cells: dict, line: int):
     if credential_name and (username or has_secret):
         errors["credential"] = "Give either an existing credential's name or a user name with a secret, not both."
     elif username or has_secret:
-        kind = "key" if cells.get("private_key") else "password"
+        kind: CredentialKind = "key" if cells.get("private_key") else "password"
         if cells.get("password") and cells.get("private_key"):
             errors["password"] = "Give a password or a private key, not both."
-        credential, facts, cred_errors = check_credential(CredentialInput(
+        credential, facts, cred_errors = check_credential(CredentialCreate(
             name=device.name or "device", username=username, kind=kind, password=cells.get("password") or None,
             private_key=cells.get("private_key") or None, passphrase=cells.get("passphrase") or None))
         errors.update(cred_errors)
     return errors, _Row(line, device, credential, facts, credential_name or None)
 
 
-def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float,
+def _write(vault_key: bytes, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float,
            can_approve: bool):
-    def job(conn):
+    def job(conn: Any) -> tuple[ImportResult, list[int]]:
         found = list(errors)
         for row in rows:
             problems = {}
@@ -165,31 +192,32 @@ def _write(service, rows: list[_Row], errors: list[ImportRowError], count: int, 
             audit.record(conn, ts=now, event=Event.DEVICE_IMPORT, actor=actor, outcome="failure",
                          details={"rows": count, "rows_with_errors": len(found)})
             return ImportResult(ok=False, rows=count, imported=0, errors=found,
-                                message=f"Nothing was imported: {len(found)} row(s) have problems.")
+                                message=f"Nothing was imported: {len(found)} row(s) have problems."), []
         ids = []
         for row in rows:
-            cred_id = (queries.get_credential_id_by_name(conn, row.credential_name) if row.credential_name else
-                       service._insert_credential(conn, row.credential, row.facts, actor, now) if row.credential else None)
-            data = DeviceInput(**{**{f: getattr(row.device, f) for f in row.device.__struct_fields__},
-                                  "credential_id": cred_id})
-            ids.append(service._insert(conn, data, actor, now, can_approve=can_approve))
-        audit.record(conn, ts=now, event=Event.DEVICE_IMPORT, actor=actor, details={"rows": count, "imported": len(ids)})
+            cred_id = None
+            if row.credential_name:
+                cred_id = queries.get_credential_id_by_name(conn, row.credential_name)
+            elif row.credential is not None and row.facts is not None:
+                cred_id = changes.insert_credential(conn, vault_key, row.credential, row.facts, actor=actor, now=now)
+            device = msgspec.structs.replace(row.device, credential_id=cred_id)
+            ids.append(changes.insert_device(conn, device, actor=actor, now=now, can_approve=can_approve))
+        audit.record(conn, ts=now, event=Event.DEVICE_IMPORT, actor=actor,
+                     details={"rows": count, "imported": len(ids)})
         return ImportResult(ok=True, rows=count, imported=len(ids), errors=[],
                             message=f"Imported {len(ids)} device(s)."), ids
     return job
 
 
-async def run(service, data: bytes, actor: Actor, can_approve: bool) -> ImportResult:
+async def run(db: Any, vault_key: bytes, data: bytes, *, actor: Actor, now: float,
+              can_approve: bool) -> tuple[ImportResult, list[int]]:
+    """Import `data` (all rows or none); returns the result and the ids of the devices added."""
     text, refusal = decode(data)
-    now = service.clock.now()
-    if refusal is None:
-        rows, errors, count = await asyncio.to_thread(parse, service, text)
+    if refusal is None and text is not None:
+        rows, errors, count = await asyncio.to_thread(parse, text)
     else:
-        rows, errors, count = [], refusal.errors, 0
-    result = await service.db.write(_write(service, rows, errors, count, actor, now, can_approve))
-    if isinstance(result, tuple):
-        result, ids = result
-        service._notify(ids)
-    elif refusal is not None:
+        rows, errors, count = [], refusal.errors if refusal else [], 0
+    result, ids = await db.write(_write(vault_key, rows, errors, count, actor, now, can_approve))
+    if refusal is not None:  # the audit record counts no rows; the caller is told why the file was refused
         result = ImportResult(ok=False, rows=0, imported=0, errors=refusal.errors, message=refusal.message)
-    return result
+    return result, ids

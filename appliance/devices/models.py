@@ -1,15 +1,22 @@
 """Devices, credentials and host-key pins (no I/O).
 
-`DeviceSecret` is the only record that carries secret material: it is built by
-`DeviceService` from the vault for the probe and is never serialised to any
-response, log line, exception or audit record. Everything shown to users
-(`Credential`, `Device`) says only whether a secret is set, its type and, for
-keys, the key type and SHA256 fingerprint.
+`DeviceSecret` is the only record that carries secret material out of the vault: it is
+built by `DeviceService` for the probe and is never serialised to any response, log line,
+exception or audit record. The inputs that carry one in (`CredentialCreate`,
+`CredentialUpdate`, `CredentialFields`) hide it from repr likewise. Everything shown to
+users (`Credential`, `Device`) says only whether a secret is set, its type and, for keys,
+the key type and SHA256 fingerprint.
+
+Inputs: callers hand `DeviceService` typed structs (`DeviceCreate`, `DeviceUpdate`,
+`CredentialCreate`, `CredentialUpdate`); the API decodes its JSON bodies into them, the
+browser pages and the CSV import parse their text fields into them. `validate.py` and
+`credentials.py` turn them into the checked, normalised `DeviceFields`/`CredentialFields`
+that are stored.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -96,8 +103,8 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float
 
 
-class CredentialInput(msgspec.Struct, frozen=True, kw_only=True):
-    """A new credential or a replacement secret (validated by the service)."""
+class CredentialFields(msgspec.Struct, frozen=True, kw_only=True):
+    """A credential as checked by `credentials.check_credential`: what is stored and sealed."""
 
     name: str
     username: str
@@ -107,7 +114,7 @@ class CredentialInput(msgspec.Struct, frozen=True, kw_only=True):
     passphrase: str | None = None
 
     def __repr__(self) -> str:
-        return f"CredentialInput(name={self.name!r}, username={self.username!r}, kind={self.kind!r})"
+        return f"CredentialFields(name={self.name!r}, username={self.username!r}, kind={self.kind!r})"
 
     __str__ = __repr__
 
@@ -145,8 +152,8 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     binding_approved_at: float | None = None
 
 
-class DeviceInput(msgspec.Struct, frozen=True, kw_only=True):
-    """Fields an operator sets on create or edit (already normalised by validate.py)."""
+class DeviceFields(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's own fields as checked and normalised by `validate.device`: what is stored."""
 
     name: str
     address: str
@@ -159,6 +166,96 @@ class DeviceInput(msgspec.Struct, frozen=True, kw_only=True):
     credential_id: int | None = None
     preset_fingerprint: str | None = None  # SHA256 fingerprint, or None
     preset_key: str | None = None  # a full public key line: pinned directly (mode "preset")
+
+
+# ---- inputs: what callers hand DeviceService (the API decodes its JSON bodies straight into these) --------
+# Bounds on decode keep hostile bodies small; the service checks every value again (validate.py).
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+KeyText = Annotated[str, msgspec.Meta(max_length=32_768)]  # a private key (OpenSSH or PEM)
+Tag = Annotated[str, msgspec.Meta(max_length=64)]
+RowId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # an SQLite INTEGER id
+
+
+class CredentialCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new credential: a `password`, or a `private_key` (OpenSSH or PEM) with an optional `passphrase`.
+    `kind` says which of the two; left out, it follows the secret given."""
+
+    name: Text = ""
+    username: Text = ""
+    kind: CredentialKind | None = None
+    password: Text | None = None
+    private_key: KeyText | None = None
+    passphrase: Text | None = None
+
+    def __repr__(self) -> str:  # a stray log line or traceback shows no secret
+        return f"CredentialCreate(name={self.name!r}, username={self.username!r}, kind={self.kind!r})"
+
+    __str__ = __repr__
+
+
+class CredentialUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A change to a credential: a field left out (or null) keeps its value; the secret is replaced
+    only when a new `password` or `private_key` is given."""
+
+    name: Text | None = None
+    username: Text | None = None
+    kind: CredentialKind | None = None
+    password: Text | None = None
+    private_key: KeyText | None = None
+    passphrase: Text | None = None
+
+    def __repr__(self) -> str:
+        return f"CredentialUpdate(name={self.name!r}, username={self.username!r}, kind={self.kind!r})"
+
+    __str__ = __repr__
+
+
+class DeviceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A device to add. `host_key`: a SHA256 fingerprint or a public key line (preset pin); `credential`
+    creates a new credential for this device (named after it unless named) instead of `credential_id`."""
+
+    name: Text = ""
+    address: Text = ""
+    port: int = 22
+    tags: list[Tag] = []
+    poll_interval: int = 60
+    enabled: bool = True
+    notes: Text = ""
+    legacy_algorithms: bool = False
+    credential_id: RowId | None = None
+    host_key: Text = ""
+    credential: CredentialCreate | None = None
+
+
+class DeviceUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A change to a device: a field left out (or null) keeps its value, except `credential_id`, where
+    null removes the credential. `host_key` "" removes a preset fingerprint (a pinned key changes only
+    by review); `credential` creates a new credential for this device."""
+
+    name: Text | None = None
+    address: Text | None = None
+    port: int | None = None
+    tags: list[Tag] | None = None
+    poll_interval: int | None = None
+    enabled: bool | None = None
+    notes: Text | None = None
+    legacy_algorithms: bool | None = None
+    credential_id: RowId | None | msgspec.UnsetType = msgspec.UNSET
+    host_key: Text | None = None
+    credential: CredentialCreate | None = None
+
+    def applied_to(self, device: Device) -> DeviceCreate:
+        """The whole device after this change (without `credential`, which the service adds)."""
+        current = DeviceCreate(name=device.name, address=device.address, port=device.port, tags=device.tags,
+                               poll_interval=device.poll_interval, enabled=device.enabled, notes=device.notes,
+                               legacy_algorithms=device.legacy_algorithms, credential_id=device.credential_id,
+                               host_key=device.preset_fingerprint or "")
+        changed = {f: getattr(self, f) for f in ("name", "address", "port", "tags", "poll_interval", "enabled",
+                                                  "notes", "legacy_algorithms", "host_key")
+                   if getattr(self, f) is not None}
+        if self.credential_id is not msgspec.UNSET:
+            changed["credential_id"] = self.credential_id
+        return msgspec.structs.replace(current, **changed)
 
 
 class ImportRowError(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,7 +1,10 @@
 """Strict checks and normalisation of operator input for devices and credentials.
 
-Each `parse_*` returns (value, errors) where errors maps a field name to a plain
-sentence; callers show all problems at once. Messages never quote a secret.
+`device(data)` checks a whole `DeviceCreate` and returns the stored `DeviceFields` with
+every problem at once (errors map a field name to a plain sentence). The field checks
+below also read text (a form field or a CSV cell: "22", "yes"), so the browser pages and
+the CSV import parse their text with the same rules and messages. Messages never quote a
+secret.
 Addresses are a host name (RFC 1123), an IPv4 address or an IPv6 address, nothing
 else: no URLs, ports, user@, spaces or shell metacharacters ever reach the probe.
 """
@@ -12,6 +15,7 @@ import ipaddress
 import re
 
 from appliance.crypto import sshkeys
+from appliance.devices.models import DeviceCreate, DeviceFields
 
 MIN_POLL, MAX_POLL, DEFAULT_POLL = 10, 86_400, 60
 MAX_NAME, MAX_NOTES, MAX_TAGS, MAX_SECRET = 64, 2000, 20, 1024
@@ -189,3 +193,29 @@ def host_key_preset(raw, errors: dict) -> tuple[str | None, str | None]:
     except ValueError as exc:
         errors["host_key"] = str(exc)
         return None, None
+
+
+def split_tags(text: str) -> list[str]:
+    """Tags typed as one line: separated by commas and/or white space."""
+    return [item for item in re.split(r"[,\s]+", text) if item]
+
+
+def device(data: DeviceCreate) -> tuple[DeviceFields, dict[str, str]]:
+    """The device's fields checked and normalised, and every problem found (empty: valid)."""
+    errors: dict[str, str] = {}
+    checked_name = name(data.name, errors)
+    try:
+        checked_address = address(data.address)
+    except ValueError as exc:
+        errors["address"], checked_address = str(exc), ""
+    try:
+        checked_tags = tags(data.tags)
+    except ValueError as exc:
+        errors["tags"], checked_tags = str(exc), []
+    fingerprint, key_line = host_key_preset(data.host_key, errors)
+    fields = DeviceFields(
+        name=checked_name, address=checked_address, port=port(data.port, errors), tags=checked_tags,
+        poll_interval=poll_interval(data.poll_interval, errors), enabled=data.enabled,
+        notes=notes(data.notes, errors), legacy_algorithms=data.legacy_algorithms, credential_id=data.credential_id,
+        preset_fingerprint=fingerprint, preset_key=key_line)
+    return fields, errors

@@ -14,7 +14,7 @@ import asyncssh
 
 
 class _Catcher(asyncssh.SSHServer):
-    def __init__(self, pot: "Honeypot", port: int) -> None:
+    def __init__(self, pot: Honeypot, port: int) -> None:
         self.pot, self.port = pot, port
 
     def connection_made(self, conn) -> None:

@@ -10,7 +10,7 @@ from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import SystemClock
 from appliance.config import ProbeConfig
-from appliance.devices.models import CredentialInput, DeviceInput
+from appliance.devices.models import CredentialCreate, DeviceCreate
 from appliance.devices.service import DeviceService
 from appliance.probe.runner import Runner
 from appliance.probe.scheduler import Scheduler
@@ -37,11 +37,11 @@ class Stack:
                          host_key: str | None = None) -> int:
         kind = "key" if private_key else "password"
         cred = await self.devices.create_credential(
-            CredentialInput(name=f"cred-{name}", username=username, kind=kind, password=password,
-                            private_key=private_key), actor=OPERATOR)
+            CredentialCreate(name=f"cred-{name}", username=username, kind=kind, password=password,
+                             private_key=private_key), actor=OPERATOR)
         return await self.devices.create_device(
-            DeviceInput(name=name, address=address, port=port, poll_interval=interval, credential_id=cred,
-                        preset_key=host_key), actor=OPERATOR)
+            DeviceCreate(name=name, address=address, port=port, poll_interval=interval, credential_id=cred,
+                         host_key=host_key or ""), actor=OPERATOR)
 
     async def wait_status(self, device_id: int, wanted: set[str], timeout: float = 20.0):
         deadline = time.monotonic() + timeout

@@ -1,25 +1,35 @@
 """/api/v1/devices and /api/v1/credentials (DEV-1..3): inventory CRUD, CSV import, host-key review.
 
+Bodies decode straight into the devices capability's inputs (devices/models.py: DeviceCreate,
+DeviceUpdate, CredentialCreate, CredentialUpdate); PATCH sends only the fields it changes.
 Write-only secrets: credential responses carry `secret: "set"`, the kind and, for
 keys, the key type and SHA256 fingerprint; never a password, key or passphrase.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from appliance.auth.permissions import allowed
-from appliance.devices.models import Credential, CredentialInput, Device, ImportResult
+from appliance.clock import iso
+from appliance.devices.models import (
+    Credential,
+    CredentialCreate,
+    CredentialUpdate,
+    Device,
+    DeviceCreate,
+    DeviceUpdate,
+    ImportResult,
+    Text,
+)
 from appliance.errors import ValidationError
-from appliance.web.api.common import MAX_ID, MAX_LIMIT, actor, principal, services, when
+from appliance.web.api.common import MAX_ID, MAX_LIMIT, when
+from appliance.web.deps import actor, principal, services
 from appliance.web.guards import permission
-
-Text = Annotated[str, msgspec.Meta(max_length=4096)]
-KeyText = Annotated[str, msgspec.Meta(max_length=32_768)]
 
 
 class CredentialRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,34 +73,6 @@ class DeviceOut(msgspec.Struct, frozen=True, kw_only=True):
     credential_binding: BindingOut
     created_at: str
     updated_at: str
-
-
-class CredentialIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A credential: `password`, or `private_key` (OpenSSH or PEM) with an optional `passphrase`.
-    On PATCH leave the secret out to keep it."""
-
-    name: Text | None = None
-    username: Text | None = None
-    password: Text | None = None
-    private_key: KeyText | None = None
-    passphrase: Text | None = None
-
-
-class DeviceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A device. On PATCH every field is optional; `host_key` is a SHA256 fingerprint or a public key line
-    (preset pin); `credential` creates a new credential for this device instead of `credential_id`."""
-
-    name: Text | None = None
-    address: Text | None = None
-    port: int | None = None
-    tags: list[Annotated[str, msgspec.Meta(max_length=64)]] | None = None
-    poll_interval: int | None = None
-    enabled: bool | None = None
-    notes: Text | None = None
-    legacy_algorithms: bool | None = None
-    credential_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)] | None | msgspec.UnsetType = msgspec.UNSET  # null: none
-    host_key: Text | None = None
-    credential: CredentialIn | None = None
 
 
 class CredentialOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,42 +119,13 @@ def device_out(d: Device) -> DeviceOut:
         credential_binding=BindingOut(status=d.binding_status, requested_by=d.binding_requested_by,
                                       requested_at=when(d.binding_requested_at), approved_by=d.binding_approved_by,
                                       approved_at=when(d.binding_approved_at)),
-        created_at=when(d.created_at), updated_at=when(d.updated_at))
+        created_at=iso(d.created_at), updated_at=iso(d.updated_at))
 
 
 def credential_out(c: Credential) -> CredentialOut:
     return CredentialOut(id=c.id, name=c.name, username=c.username, kind=c.kind, secret="set", key_type=c.key_type,
                          key_bits=c.key_bits, fingerprint=c.fingerprint, has_passphrase=c.has_passphrase,
-                         device_count=c.device_count, created_at=when(c.created_at), updated_at=when(c.updated_at))
-
-
-def _credential_input(body: CredentialIn, default_name: str = "", base: Credential | None = None) -> CredentialInput:
-    return CredentialInput(name=body.name if body.name is not None else (base.name if base else default_name),
-                           username=body.username if body.username is not None else (base.username if base else ""),
-                           kind="key" if body.private_key else "password" if body.password or base is None
-                           else base.kind,
-                           password=body.password, private_key=body.private_key, passphrase=body.passphrase)
-
-
-def _form(body: DeviceIn, base: Device | None = None) -> dict[str, Any]:
-    current: dict[str, Any] = {}
-    if base is not None:
-        current = {"name": base.name, "address": base.address, "port": base.port, "tags": base.tags,
-                   "poll_interval": base.poll_interval, "enabled": base.enabled, "notes": base.notes,
-                   "legacy_algorithms": base.legacy_algorithms, "credential_id": base.credential_id,
-                   "host_key": base.preset_fingerprint or ""}  # the pin itself changes only by review
-    given = {k: v for k, v in msgspec.structs.asdict(body).items()
-             if k != "credential" and v is not msgspec.UNSET and (v is not None or k == "credential_id")}
-    return {**current, **given}
-
-
-async def _parse(request: Request, body: DeviceIn, base: Device | None = None):
-    svc = services(request).devices
-    data, errors = svc.parse_device(_form(body, base))
-    if errors:
-        raise ValidationError("The device is not valid.", details=errors)
-    new_cred = _credential_input(body.credential, default_name=data.name) if body.credential else None
-    return data, new_cred
+                         device_count=c.device_count, created_at=iso(c.created_at), updated_at=iso(c.updated_at))
 
 
 DeviceId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Device id.")]
@@ -191,11 +144,9 @@ async def list_devices(request: Request, search: Annotated[str, Parameter(max_le
 
 @post("/api/v1/devices", guards=[permission("devices.manage")], name="api_devices_create", tags=["devices"],
       summary="Add a device", status_code=201)
-async def create_device(request: Request, data: DeviceIn) -> DeviceOut:
+async def create_device(request: Request, data: DeviceCreate) -> DeviceOut:
     svc = services(request).devices
-    device, new_cred = await _parse(request, data)
-    device_id = await svc.create_device(device, actor=actor(request), new_credential=new_cred,
-                                        can_approve=_can_approve(request))
+    device_id = await svc.create_device(data, actor=actor(request), can_approve=_can_approve(request))
     return device_out(await svc.require_device(device_id))
 
 
@@ -207,11 +158,9 @@ async def get_device(request: Request, device_id: DeviceId) -> DeviceOut:
 
 @patch("/api/v1/devices/{device_id:int}", guards=[permission("devices.manage")], name="api_devices_update",
        tags=["devices"], summary="Change a device (fields left out keep their value)")
-async def update_device(request: Request, device_id: DeviceId, data: DeviceIn) -> DeviceOut:
+async def update_device(request: Request, device_id: DeviceId, data: DeviceUpdate) -> DeviceOut:
     svc = services(request).devices
-    device, new_cred = await _parse(request, data, await svc.require_device(device_id))
-    await svc.update_device(device_id, device, actor=actor(request), new_credential=new_cred,
-                            can_approve=_can_approve(request))
+    await svc.update_device(device_id, data, actor=actor(request), can_approve=_can_approve(request))
     return device_out(await svc.require_device(device_id))
 
 
@@ -283,9 +232,9 @@ async def list_credentials(request: Request) -> list[CredentialOut]:
 
 @post("/api/v1/credentials", guards=[permission("credentials.manage")], name="api_credentials_create",
       tags=["credentials"], summary="Add a credential", status_code=201)
-async def create_credential(request: Request, data: CredentialIn) -> CredentialOut:
+async def create_credential(request: Request, data: CredentialCreate) -> CredentialOut:
     svc = services(request).devices
-    cred_id = await svc.create_credential(_credential_input(data), actor=actor(request))
+    cred_id = await svc.create_credential(data, actor=actor(request))
     return credential_out(await svc.require_credential(cred_id))
 
 
@@ -297,10 +246,9 @@ async def get_credential(request: Request, credential_id: CredentialId) -> Crede
 
 @patch("/api/v1/credentials/{credential_id:int}", guards=[permission("credentials.manage")],
        name="api_credentials_update", tags=["credentials"], summary="Rename, or replace the secret")
-async def update_credential(request: Request, credential_id: CredentialId, data: CredentialIn) -> CredentialOut:
+async def update_credential(request: Request, credential_id: CredentialId, data: CredentialUpdate) -> CredentialOut:
     svc = services(request).devices
-    base = await svc.require_credential(credential_id)
-    await svc.update_credential(credential_id, _credential_input(data, base=base), actor=actor(request))
+    await svc.update_credential(credential_id, data, actor=actor(request))
     return credential_out(await svc.require_credential(credential_id))
 
 
