@@ -119,7 +119,8 @@ class _Server(uvicorn.Server):
             protocol = config.http_protocol_class(config=config, server_state=state, app_state=app_state)  # type: ignore[call-arg]
             return protocol.guard(slot, limits)  # type: ignore[attr-defined]
 
-        self.servers = [Listener(sock, self.gate, self.ssl_context, make_http).start()  # type: ignore[list-item]
+        # uvicorn types `servers` as asyncio Servers; it only calls close()/wait_closed() on them, which Listener has
+        self.servers = [Listener(sock, self.gate, self.ssl_context, make_http).start()  # type: ignore[misc]
                         for sock in sockets or []]
         self.started = True
         if self._on_started is not None:
