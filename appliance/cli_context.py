@@ -174,9 +174,7 @@ class CliContext:
     def record(self, event: Event, *, outcome: Outcome = "success", target: str = "",
                details: dict | None = None) -> None:
         """Audit what this command did (as this context's actor), in a transaction of its own."""
-        audit = self.audit()
-        self.store().write_sync(lambda conn: audit.record(conn, event, actor=self.actor, outcome=outcome,
-                                                          target=target, details=details))
+        self.audit().record_alone_sync(event, actor=self.actor, outcome=outcome, target=target, details=details)
 
     def auth(self) -> AuthService:
         """Accounts, wired to API keys as in the server (a password reset revokes the user's keys)."""

@@ -10,12 +10,15 @@ Three ways in, one per kind of thing that happened:
   Never use either for a change to the database: it could commit without its record.
 - `export(actor, filter, fmt, ...)`: records the export, then streams it. The UI, the API and the
   CLI all export through it; if the record cannot be written there is no export.
+- `record_migration(conn, run)`: store.migrate, written by `Database.open` inside the migration's
+  own transaction (its `on_migrate` hook, passed in by app.open_database), before any service exists.
 
 Callers name events with `audit.events.Event` members, never strings.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +32,7 @@ from appliance.audit.models import Actor, AuditFilter, Outcome
 if TYPE_CHECKING:
     from appliance.clock import Clock
     from appliance.store.connection import Connection, Database
+    from appliance.store.migrate import MigrationRun
 
 ExportFormat = Literal["csv", "jsonl"]
 _MEDIA_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
@@ -106,6 +110,16 @@ class AuditService:
 
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
         return AuditExport(filename=f"outpost-audit-{stamp}.{fmt}", media_type=_MEDIA_TYPES[fmt], chunks=chunks)
+
+
+def record_migration(conn: Connection, run: MigrationRun) -> None:
+    """Record a schema upgrade in the migration's transaction: no record, no upgrade (fail closed).
+    A new database (nothing applied before) is created, not migrated, and is not recorded."""
+    if not run.before:
+        return
+    log.record(conn, Event.STORE_MIGRATE, ts=time.time(), actor=Actor.system(),
+               details={"from_version": max(run.before), "to_version": run.applied[-1].version,
+                        "applied": [f"{m.version:04d}_{m.name}" for m in run.applied]})
 
 
 def _export_details(fmt: str, via: str, shown: dict[str, str] | None) -> dict:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.audit import log as audit
 from appliance.audit.events import Event
 from appliance.audit.models import Actor
+from appliance.audit.service import AuditService
 from appliance.backup import archive
 from appliance.backup.jobs import BackupJob, JobBoard
 from appliance.backup.scheduler import prune, run_schedule, scheduled_name
@@ -30,6 +30,7 @@ class BackupService:
     def __init__(self, db: Database, data_dir: Path, config: BackupConfig, clock: Clock, *,
                  config_path: Path | None, app_version: str) -> None:
         self._db, self._dir, self._config, self._clock = db, Path(data_dir), config, clock
+        self._audit = AuditService(db, clock)  # a backup is a file: recorded right after, on its own
         self._config_path, self._version = config_path, app_version
         self._board = JobBoard()
 
@@ -42,12 +43,11 @@ class BackupService:
             size = archive.create(self._db, self._dir, Path(out_path), passphrase, config_path=self._config_path,
                                   app_version=self._version, params=params)
         except OutpostError as exc:
-            failed = {"via": via, "reason": exc.code}
-            self._db.write_sync(lambda conn: audit.record(conn, Event.BACKUP_FAILURE, ts=self._clock.now(), actor=actor,
-                                                          outcome="failure", target=target, details=failed))
+            self._audit.record_refusal_sync(Event.BACKUP_FAILURE, actor=actor, outcome="failure", target=target,
+                                            details={"via": via, "reason": exc.code})
             raise
-        self._db.write_sync(lambda conn: audit.record(conn, Event.BACKUP_CREATE, ts=self._clock.now(), actor=actor,
-                                                      target=target, details={"via": via, "bytes": size}))
+        self._audit.record_alone_sync(Event.BACKUP_CREATE, actor=actor, target=target,
+                                      details={"via": via, "bytes": size})
         return size
 
     # UI jobs: the file goes to [backup] directory, or <data dir>/backups, for download.

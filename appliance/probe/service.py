@@ -8,7 +8,6 @@ automatically, operators acknowledge them (audited). Retention: raw samples 48 h
 
 from __future__ import annotations
 
-from appliance.audit import log as audit
 from appliance.audit.events import Event
 from appliance.audit.models import Actor, Outcome
 from appliance.audit.service import AuditService
@@ -58,11 +57,11 @@ class ProbeService:
         queries.upsert_state(conn, result, since)
         if result.refused and (old != result.status or previous[2] != result.message[:500]):
             # audited once per refusal reason, not on every poll
-            audit.record(conn, ts=result.ts, event=Event.PROBE_TARGET_REFUSED, actor=Actor.system(), outcome="denied",
+            self.audit.record(conn, Event.PROBE_TARGET_REFUSED, ts=result.ts, actor=Actor.system(), outcome="denied",
                          target=f"device:{result.device_id}", details={"reason": result.message[:300]})
         if old != result.status:
             queries.insert_event(conn, result.device_id, result.ts, old, result.status, result.message)
-            audit.record(conn, ts=result.ts, event=Event.PROBE_STATUS_CHANGE, actor=Actor.system(),
+            self.audit.record(conn, Event.PROBE_STATUS_CHANGE, ts=result.ts, actor=Actor.system(),
                          outcome="success" if result.status == "up" else "failure", target=f"device:{result.device_id}",
                          details={"from": old, "to": result.status, "reason": result.message[:200]})
         if result.cpu is not None or result.memory is not None or result.latency_ms is not None:
@@ -94,13 +93,13 @@ class ProbeService:
             open_id = queries.get_open_alert(conn, r.device_id, kind)
             if active and open_id is None:
                 alert_id = queries.insert_alert(conn, r.device_id, kind, message, value, r.ts)
-                audit.record(conn, ts=r.ts, event=Event.PROBE_ALERT_OPEN, actor=Actor.system(),
+                self.audit.record(conn, Event.PROBE_ALERT_OPEN, ts=r.ts, actor=Actor.system(),
                              target=f"device:{r.device_id}", details={"alert": alert_id, "kind": kind})
             elif active:
                 queries.update_alert_value(conn, open_id, value)
             elif open_id is not None:
                 queries.resolve_alert(conn, open_id, r.ts)
-                audit.record(conn, ts=r.ts, event=Event.PROBE_ALERT_RESOLVE, actor=Actor.system(),
+                self.audit.record(conn, Event.PROBE_ALERT_RESOLVE, ts=r.ts, actor=Actor.system(),
                              target=f"device:{r.device_id}", details={"alert": open_id, "kind": kind})
 
     # --- reading ------------------------------------------------------------------------
@@ -137,7 +136,7 @@ class ProbeService:
             if not queries.acknowledge_alert(conn, alert_id, now, actor.name):
                 raise ValidationError("This alert was already acknowledged.",
                                       details={"alert": f"acknowledged by {alert.acked_by}"})
-            audit.record(conn, ts=now, event=Event.PROBE_ALERT_ACKNOWLEDGE, actor=actor,
+            self.audit.record(conn, Event.PROBE_ALERT_ACKNOWLEDGE, ts=now, actor=actor,
                          target=f"device:{alert.device_id}", details={"alert": alert_id, "kind": alert.kind})
             return queries.get_alert(conn, alert_id)
 
@@ -212,7 +211,7 @@ class ProbeService:
             check_id = queries.insert_check(conn, device_id, name, command, expect_exit, expect_regex or None,
                                             timeout, output_cap)
             # the full definition as entered (issue 11 #10): what will run on the device, never its output
-            audit.record(conn, ts=now, event=Event.PROBE_CHECK_CREATE, actor=actor, target=f"device:{device_id}",
+            self.audit.record(conn, Event.PROBE_CHECK_CREATE, ts=now, actor=actor, target=f"device:{device_id}",
                          details={"check": name, "command": command, "expect_exit": expect_exit,
                                   "expect_regex": expect_regex or None, "timeout": timeout})
             return check_id
@@ -226,7 +225,7 @@ class ProbeService:
             name = queries.delete_check(conn, device_id, check_id)
             if name is None:
                 raise NotFoundError("No such check.")
-            audit.record(conn, ts=now, event=Event.PROBE_CHECK_DELETE, actor=actor, target=f"device:{device_id}",
+            self.audit.record(conn, Event.PROBE_CHECK_DELETE, ts=now, actor=actor, target=f"device:{device_id}",
                          details={"check": name})
 
         await self.db.write(job)

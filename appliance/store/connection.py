@@ -39,7 +39,7 @@ from appliance.store import driver
 from appliance.store.atomic import fsync_dir
 from appliance.store.driver import Connection, Cursor
 from appliance.store.errors import StoreError
-from appliance.store.migrate import Migration, migrate
+from appliance.store.migrate import Migration, OnMigrate, migrate
 from appliance.store.writer import Job, Writer
 
 __all__ = ["Connection", "Cursor", "Database"]
@@ -81,8 +81,9 @@ class Database:
 
     @classmethod
     def open(cls, path: Path, key: bytes, *, readers: int = 4, create: bool = True,
-             migrations: Sequence[Migration] | None = None) -> Database:
+             migrations: Sequence[Migration] | None = None, on_migrate: OnMigrate | None = None) -> Database:
         """Open (or create) the database, check it, migrate it, and start the writer.
+        `on_migrate` runs inside the migration's transaction (store/migrate.py OnMigrate).
 
         Raises WrongKeyError, CorruptDatabaseError, MigrationError or StoreError.
         """
@@ -103,7 +104,7 @@ class Database:
             # cached BEGIN/COMMIT statements must not be reachable from write jobs.
             setup = driver.connect(path, key, writable=True)
             handles.append(setup)
-            _prepare(setup, path, key, migrations)
+            _prepare(setup, path, key, migrations, on_migrate)
             writer = driver.connect(path, key, writable=True)
             handles.append(writer)
             pool = [driver.connect(path, key, writable=False) for _ in range(readers)]
@@ -270,14 +271,16 @@ class Database:
         return total
 
 
-def _prepare(setup: driver.Handle, path: Path, key: bytes, migrations: Sequence[Migration] | None) -> None:
+def _prepare(setup: driver.Handle, path: Path, key: bytes, migrations: Sequence[Migration] | None,
+             on_migrate: OnMigrate | None) -> None:
     """Check the file, switch it to WAL, migrate it (snapshot first), and make its files 0600."""
     driver.check_integrity(setup.conn, path)
     mode = setup.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode != "wal":
         raise StoreError(f"the database {path} cannot use write-ahead logging (journal mode {mode})")
     try:
-        migrate(setup.conn, migrations, snapshot=lambda dest: driver.copy_database(path, key, dest))
+        migrate(setup.conn, migrations, snapshot=lambda dest: driver.copy_database(path, key, dest),
+                on_migrate=on_migrate)
     except driver.Error as exc:
         raise driver.translate(exc) from exc
     for suffix in ("", "-wal", "-shm"):

@@ -37,6 +37,7 @@ from appliance.errors import OutpostError
 from appliance.paths import DataDir
 from appliance.store.connection import Database
 from appliance.store.errors import WrongKeyError
+from appliance.store.migrate import OnMigrate
 
 Passphrase = Callable[[], bytes]
 KeyFollower = Callable[[Path, bytes, bytes], None]
@@ -54,26 +55,29 @@ class KeySourceError(OutpostError):
 
 
 def unlock(data_dir: Path, *, key_source: str, passphrase: Passphrase | None, readers: int,
-           followers: Sequence[KeyFollower], new_passphrase: Passphrase | None = None) -> tuple[Database, bytes]:
+           followers: Sequence[KeyFollower], new_passphrase: Passphrase | None = None,
+           on_migrate: OnMigrate | None = None) -> tuple[Database, bytes]:
     """Open (or create) the encrypted database; finish an interrupted rotation first.
 
     `new_passphrase` opens a pending db.key.new of a source conversion (default: `passphrase`).
+    `on_migrate` goes to `Database.open` (runs in the migration's transaction, if one is due).
     """
     data_dir = Path(data_dir)
     layout = DataDir(data_dir)
     db_path, key_path, new_path = layout.db, layout.db_key, layout.db_key_new
     if new_path.exists():
-        return _finish_rotation(data_dir, passphrase, new_passphrase or passphrase, readers, followers)
+        return _finish_rotation(data_dir, passphrase, new_passphrase or passphrase, readers, followers, on_migrate)
     if key_path.exists() or db_path.exists():
         _check_source(key_path, key_source)
         key = keyfile.load_key(key_path, passphrase)
     else:
         key = keyfile.create_key(key_path, _secret_for(key_source, passphrase, _NO_PASSPHRASE))
-    return Database.open(db_path, key, readers=readers), key
+    return Database.open(db_path, key, readers=readers, on_migrate=on_migrate), key
 
 
 def rekey(data_dir: Path, *, passphrase: Passphrase | None, new_source: str,
-          new_passphrase: Passphrase | None, followers: Sequence[KeyFollower], readers: int = 1) -> dict:
+          new_passphrase: Passphrase | None, followers: Sequence[KeyFollower], readers: int = 1,
+          on_migrate: OnMigrate | None = None) -> dict:
     """Rotate the database key (and optionally its source). The server must be stopped.
 
     Returns non-secret facts for the audit record and the operator.
@@ -81,7 +85,7 @@ def rekey(data_dir: Path, *, passphrase: Passphrase | None, new_source: str,
     data_dir = Path(data_dir)
     key_path, new_path = DataDir(data_dir).db_key, DataDir(data_dir).db_key_new
     db, old_key = unlock(data_dir, key_source=keyfile.source_of(key_path), passphrase=passphrase,
-                         new_passphrase=new_passphrase, readers=readers, followers=followers)
+                         new_passphrase=new_passphrase, readers=readers, followers=followers, on_migrate=on_migrate)
     old_source = keyfile.source_of(key_path)  # after unlock: it may have finished an interrupted rotation
     new_key = secrets.token_bytes(keyfile.KEY_BYTES)
     try:
@@ -108,20 +112,21 @@ def _complete(data_dir: Path, old_key: bytes, new_key: bytes, followers: Sequenc
 
 
 def _finish_rotation(data_dir: Path, passphrase: Passphrase | None, new_passphrase: Passphrase | None,
-                     readers: int, followers: Sequence[KeyFollower]) -> tuple[Database, bytes]:
+                     readers: int, followers: Sequence[KeyFollower],
+                     on_migrate: OnMigrate | None) -> tuple[Database, bytes]:
     layout = DataDir(data_dir)
     db_path, key_path, new_path = layout.db, layout.db_key, layout.db_key_new
     old_key = keyfile.load_key(key_path, passphrase)
     new_key = keyfile.load_key(new_path, new_passphrase)
     try:
-        db = Database.open(db_path, old_key, readers=readers)
+        db = Database.open(db_path, old_key, readers=readers, on_migrate=on_migrate)
     except WrongKeyError:
         pass
     else:
         new_path.unlink()  # the rekey never committed: the new key was never used
         keyfile.fsync_parent(new_path)
         return db, old_key
-    db = Database.open(db_path, new_key, readers=readers)  # WrongKeyError here: neither key opens it
+    db = Database.open(db_path, new_key, readers=readers, on_migrate=on_migrate)  # neither key opens it: WrongKeyError
     _complete(data_dir, old_key, new_key, followers)
     return db, new_key
 

@@ -36,6 +36,18 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _DENIED_ACTIONS = frozenset({22, 24, 25, 32})
 _PRAGMA, _DENY = 19, 1
 
+class MigrationRun(NamedTuple):
+    """What one run applies, as an `on_migrate` hook sees it (inside the migration's transaction)."""
+
+    before: list[int]  # the versions applied before this run; empty for a new database
+    applied: list[Migration]
+
+
+# Called with the migration's connection after the migrations ran, before COMMIT: what it writes
+# commits with them, and if it raises nothing is applied (the composition root records
+# store.migrate this way; the store itself imports no capability).
+OnMigrate = Callable[[Any, MigrationRun], None]
+
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT    NOT NULL,
@@ -63,7 +75,7 @@ def load_migrations() -> list[Migration]:
 
 
 def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
-            snapshot: Callable[[Path], None] | None = None) -> list[int]:
+            snapshot: Callable[[Path], None] | None = None, on_migrate: OnMigrate | None = None) -> list[int]:
     """Apply the pending `migrations` (default: the packaged ones) on `conn`; return their versions.
 
     `conn` is a raw connection in autocommit mode with no transaction open; its authorizer
@@ -71,6 +83,7 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
     set-up connection that it closes afterwards). `snapshot(dest)` must write a consistent
     copy of the database to `dest` through another connection; it is called while `conn`
     holds the write lock, when the database already has migrations and some are pending.
+    `on_migrate(conn, run)` runs in the same transaction, after the migrations (see OnMigrate).
     """
     known = _ordered(load_migrations() if migrations is None else list(migrations))
     applied = _applied(conn)
@@ -101,6 +114,8 @@ def migrate(conn: Any, migrations: Sequence[Migration] | None = None, *,
             if applied and db_file and snapshot is not None:
                 _take_snapshot(snapshot, db_file.with_name(f"{db_file.name}.pre-{pending[0].version:04d}"))
             _apply(conn, pending, guard)
+            if on_migrate is not None:
+                on_migrate(conn, MigrationRun(before=sorted(applied), applied=pending))
             conn.execute("COMMIT -- outpost migrate")
         except Exception as exc:
             if conn.in_transaction:

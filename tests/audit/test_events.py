@@ -91,6 +91,12 @@ def test_every_event_named_in_the_code_exists():
     assert _members_named_in_the_code()
 
 
+def test_every_catalogued_event_is_recorded_somewhere():
+    """Nothing is catalogued that the code never names (store.migrate and audit.verify were)."""
+    unused = set(Event.__members__) - _members_named_in_the_code()
+    assert not unused, f"catalogued but never recorded: {sorted(unused)}"
+
+
 def test_a_bare_string_is_refused_at_run_time(tmp_path):
     db, _ = open_database(tmp_path, readers=1)
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 
-
 from appliance.audit import log as audit
 from appliance.audit import report
 from appliance.audit.events import Event
