@@ -1,4 +1,4 @@
-"""`python -m bench [web] [logins] [audit] [binary] [probe]`: run the benchmarks, print one table.
+"""`python -m bench [web] [logins] [audit] [binary] [probe] [timing]`: run the benchmarks, print one table.
 
 Default: all of them, in that order. A benchmark that fails (or whose module is absent,
 such as bench.binary before it exists) gets a row saying why; the others still run.
@@ -14,7 +14,7 @@ import traceback
 
 from bench.load import print_table
 
-ORDER = ["web", "logins", "audit", "binary", "probe"]
+ORDER = ["web", "logins", "audit", "binary", "probe", "timing"]
 
 
 def main(argv: list[str]) -> int:
