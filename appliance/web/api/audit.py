@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -14,12 +14,15 @@ from appliance.audit import filters, queries, report
 from appliance.audit.models import AuditRecord
 from appliance.clock import iso
 from appliance.errors import ValidationError
-from appliance.web.api.common import MAX_ID, MAX_LIMIT, services
-from appliance.web.api.common import actor as actor_of
+from appliance.web.api.common import MAX_ID, MAX_LIMIT
+from appliance.web.deps import actor as actor_of
+from appliance.web.deps import services
 from appliance.web.guards import permission
+from appliance.web.period import parse_period
 
 Text = Annotated[str, Parameter(max_length=200)]
-TimeText = Annotated[str, Parameter(max_length=40, description="ISO time, UTC unless an offset is given, e.g. 2026-11-23T14:30")]
+TimeText = Annotated[str, Parameter(max_length=40,
+                                    description="ISO time, UTC unless an offset is given, e.g. 2026-11-23T14:30")]
 
 
 class AuditRecordOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,26 +114,15 @@ async def export_audit(request: Request, format: Literal["csv", "jsonl"] = "csv"
                   headers={"Content-Disposition": f'attachment; filename="{out.filename}"'})
 
 
-def parse_period(since: str, until: str, now: float) -> tuple[float, float]:
-    """Report period from ISO times; default the last 7 days; at most MAX_PERIOD_DAYS."""
-    flt, _, errors = filters.parse({"since": since, "until": until})
-    if errors:
-        raise ValidationError("The period is not valid.", details=errors)
-    end = flt.until if flt.until is not None else now
-    start = flt.since if flt.since is not None else end - 7 * 86400
-    if end <= start:
-        raise ValidationError("The period is not valid.", details={"until": "The end must be after the start."})
-    if end - start > report.MAX_PERIOD_DAYS * 86400:
-        raise ValidationError("The period is too long.",
-                              details={"since": f"Choose a period of at most {report.MAX_PERIOD_DAYS} days."})
-    return start, end
+def _count_out(c: report.LoginCount) -> CountOut:
+    return CountOut(key=c.key, successes=c.successes, failures=c.failures)
 
 
 def report_out(rep: report.LoginReport) -> LoginReportOut:
     ok, failed = rep.totals
     return LoginReportOut(since=iso(rep.since), until=iso(rep.until), successes=ok, failures=failed,
-                          by_user=[CountOut(key=c.key, successes=c.successes, failures=c.failures) for c in rep.by_user],
-                          by_source=[CountOut(key=c.key, successes=c.successes, failures=c.failures) for c in rep.by_source],
+                          by_user=[_count_out(c) for c in rep.by_user],
+                          by_source=[_count_out(c) for c in rep.by_source],
                           by_user_and_source=[PairOut(user=p.user, source=p.source, successes=p.successes,
                                                       failures=p.failures) for p in rep.by_user_and_source])
 

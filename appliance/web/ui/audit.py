@@ -9,44 +9,40 @@ from litestar.response import Stream
 
 from appliance.audit import filters, queries
 from appliance.audit.events import Event
-from appliance.audit.models import Actor
 from appliance.audit.service import ExportFormat
 from appliance.errors import ValidationError
-from appliance.web.guards import permission, principal_of
-from appliance.web.render import render
-from appliance.web.security import CLIENT
+from appliance.web.deps import actor, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import page
 
 
 @get("/audit", guards=[permission("audit.read")], name="audit_log")
 async def audit_log(request: Request) -> Response:
-    services = request.app.state.services
+    svc = services(request)
     flt, raw, errors = filters.parse(request.query_params)
     try:
-        page = max(1, min(1_000_000, int(request.query_params.get("page", "1"))))
+        number = max(1, min(1_000_000, int(request.query_params.get("page", "1"))))
     except ValueError:
-        page = 1
-    size = services.config.audit.page_size
+        number = 1
+    size = svc.config.audit.page_size
 
     def read(conn):
-        return (queries.list_records(conn, flt, limit=size, offset=(page - 1) * size),
+        return (queries.list_records(conn, flt, limit=size, offset=(number - 1) * size),
                 queries.count_records(conn, flt))
 
-    records, total = await services.db.read_in_thread(read)
+    records, total = await svc.db.read_in_thread(read)
     query = urlencode({k: v for k, v in raw.items() if v})
-    return render(request.app.state.templates, request, "audit.html", records=records, total=total, page=page,
-                  pages=max(1, -(-total // size)), raw=raw, errors=errors, query=query, outcomes=filters.OUTCOMES,
-                  catalogue=list(Event), status=400 if errors else 200)
+    return page(request, "audit.html", records=records, total=total, page=number, pages=max(1, -(-total // size)),
+                raw=raw, errors=errors, query=query, outcomes=filters.OUTCOMES, catalogue=list(Event),
+                status=400 if errors else 200)
 
 
 async def _export(request: Request, fmt: ExportFormat) -> Response:
-    services = request.app.state.services
     flt, raw, errors = filters.parse(request.query_params)
     if errors:
         raise ValidationError("The export filter is not valid.", details=errors)
-    principal = principal_of(request)
-    actor = Actor(type="user", name=principal.username, source=request.scope[CLIENT])
     # Recorded before streaming starts: if it cannot be written there is no export (fail closed).
-    out = await services.audit.export(actor, flt, fmt, via="ui", shown=raw)
+    out = await services(request).audit.export(actor(request), flt, fmt, via="ui", shown=raw)
     return Stream(out.chunks(), media_type=out.media_type,
                   headers={"Content-Disposition": f'attachment; filename="{out.filename}"'})
 

@@ -10,10 +10,10 @@ from litestar import Request, Response, get
 from appliance.audit import report
 from appliance.audit.events import Event
 from appliance.errors import ValidationError
-from appliance.web.api.audit import parse_period
-from appliance.web.api.common import actor
+from appliance.web.deps import actor, services
 from appliance.web.guards import permission
-from appliance.web.ui.account import page, services
+from appliance.web.period import parse_period
+from appliance.web.ui.forms import page
 
 REPORT = permission("audit.report")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import msgspec
 from litestar import Request, Response, get, post
 
-from appliance.auth.securitypolicy import POLICY_LIMITS, TOTP_POLICIES
 from appliance.auth.models import SecurityPolicy
+from appliance.auth.securitypolicy import POLICY_LIMITS, TOTP_POLICIES
 from appliance.errors import ValidationError
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, source, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import client, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 SECURITY = permission("settings.security")
 
@@ -29,7 +29,7 @@ def _form(request: Request, values: dict, *, status: int = 200, errors: dict | N
 @get("/settings/security", guards=[SECURITY], name="settings_security")
 async def security_page(request: Request) -> Response:
     auth = services(request).auth
-    auth.stepup.require_recent_auth(principal_of(request))  # ask for the password before showing the form, not after
+    auth.stepup.require_recent_auth(principal(request))  # ask for the password before showing the form, not after
     notice = "The security policy was saved." if request.query_params.get("saved") else ""
     return _form(request, msgspec.structs.asdict(auth.policy.current), notice=notice)
 
@@ -41,7 +41,7 @@ async def security_submit(request: Request) -> Response:
     try:
         values = {name: text(form, name) for name in (*POLICY_LIMITS, "totp_policy")}
         values["require_composition"] = text(form, "require_composition")
-        await services(request).auth.policy.update(principal_of(request), values, source=source(request))
+        await services(request).auth.policy.update(principal(request), values, source=client(request))
     except ValidationError as exc:
         values["require_composition"] = values.get("require_composition") == "on"
         return _form(request, values, status=400, errors=exc.details, message=exc.message)
