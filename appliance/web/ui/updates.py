@@ -19,7 +19,7 @@ from appliance.web.ui.forms import on_page, page, redirect, text
 MANAGE = permission("updates.manage")
 
 
-def _page(request: Request, *, message: str = "", ok: str = "", errors: dict | None = None, status: int = 200,
+def _view(request: Request, *, message: str = "", ok: str = "", errors: dict | None = None, status: int = 200,
           chosen: str = "") -> Response:
     svc = services(request)
     updater = svc.updates.updater(actor(request))
@@ -31,7 +31,7 @@ def _page(request: Request, *, message: str = "", ok: str = "", errors: dict | N
 
 @get("/updates", guards=[MANAGE], name="updates")
 async def updates_page(request: Request) -> Response:
-    return _page(request)
+    return _view(request)
 
 
 async def _chosen(request: Request) -> str:
@@ -48,9 +48,9 @@ async def verify(request: Request) -> Response:
         path = svc.updates.media_path(chosen)
         verified = await asyncio.to_thread(svc.updates.updater(actor(request)).verify_only, path)
     except OutpostError as exc:
-        return _page(request, message=f"Refused: {exc.message}", errors=exc.details, status=400, chosen=chosen)
+        return _view(request, message=f"Refused: {exc.message}", errors=exc.details, status=400, chosen=chosen)
     m = verified.manifest
-    return _page(request, ok=f"{chosen} is a valid, signed Outpost {m.version} bundle (upgrades from {m.min_version} "
+    return _view(request, ok=f"{chosen} is a valid, signed Outpost {m.version} bundle (upgrades from {m.min_version} "
                              "or later). Nothing was installed.", chosen=chosen)
 
 
@@ -65,13 +65,13 @@ async def apply(request: Request) -> Response:
         updater = svc.updates.updater(actor(request))
         st = await asyncio.to_thread(updater.apply, path, svc.db.snapshot, False)
     except OutpostError as exc:
-        return _page(request, message=f"Refused: {exc.message}", errors=exc.details, status=400, chosen=chosen)
+        return _view(request, message=f"Refused: {exc.message}", errors=exc.details, status=400, chosen=chosen)
     if st.phase == "switched" and not updater.layout.pid_file.exists():
         note = "Restart the appliance service to start it; the health gate runs then."
     else:
         note = ("The appliance restarts now; reload this page in a minute. If the new version does not come up "
                 "it is rolled back automatically.")
-    return _page(request, ok=f"Version {st.pending or st.installed} is installed and selected. {note}")
+    return _view(request, ok=f"Version {st.pending or st.installed} is installed and selected. {note}")
 
 
 @post("/updates/rollback", guards=[MANAGE], name="updates_rollback", opt=on_page("/updates"))
@@ -83,9 +83,9 @@ async def rollback(request: Request) -> Response:
         st = await asyncio.to_thread(updater.request_rollback)
         signalled = updater.signal_launcher()
     except OutpostError as exc:
-        return _page(request, message=f"Refused: {exc.message}", status=409)
+        return _view(request, message=f"Refused: {exc.message}", status=409)
     note = "The appliance restarts now." if signalled else "Restart the appliance service to complete it."
-    return _page(request, ok=f"Rolling back to {st.pending}. {note}")
+    return _view(request, ok=f"Rolling back to {st.pending}. {note}")
 
 
 @post("/about/integrity", guards=[MANAGE], name="integrity_check", opt=on_page("/about"))
