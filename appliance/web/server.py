@@ -149,6 +149,47 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def _uvloop() -> asyncio.AbstractEventLoop:
+    """The running loop, which must be uvloop's; ServerStartError otherwise."""
+    import uvloop
+
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, uvloop.Loop):
+        raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); "
+                               "refusing the slower asyncio loop")
+    return loop
+
+
+def _front_door(limits: Limits, allow: Callable[[str], bool] | None, trusted_proxies: Sequence[str]) -> Gate:
+    cap = connection_cap(limits)
+    if cap is None:
+        raise ServerStartError("the open-file limit leaves no room for connections; raise it "
+                               "(systemd: LimitNOFILE=) to at least 1024")
+    return Gate(limits, cap=cap, allow=allow, trusted_proxies=list(trusted_proxies))
+
+
+def _uvicorn_config(asgi_app: Any, host: str, port: int, http_class: type, ws_class: type) -> uvicorn.Config:
+    config = uvicorn.Config(
+        asgi_app,
+        host=host,
+        port=port,
+        server_header=False,
+        proxy_headers=False,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        http=http_class,
+        # uvicorn 0.54 deprecates "websockets" (websockets.legacy); sans-I/O is its successor.
+        ws=ws_class,
+        # Only used by uvicorn.run(); here the loop is the caller's, checked by _uvloop().
+        loop="uvloop",
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    config.load()  # config.ssl stays None: the front door starts TLS itself, with a handshake deadline
+    return config
+
+
 async def serve(
     asgi_app: Any,
     *,
@@ -171,41 +212,12 @@ async def serve(
     for any connection, or a failed app startup.
     """
     http_class, ws_class = check_framework()
-    import uvloop
-
-    loop = asyncio.get_running_loop()
-    if not isinstance(loop, uvloop.Loop):
-        raise ServerStartError("serve() must run on a uvloop event loop (use uvloop.run); "
-                               "refusing the slower asyncio loop")
-    limits = limits or Limits.from_config(WebConfig())
-    cap = connection_cap(limits)
-    if cap is None:
-        raise ServerStartError("the open-file limit leaves no room for connections; raise it "
-                               "(systemd: LimitNOFILE=) to at least 1024")
-    gate = Gate(limits, cap=cap, allow=allow, trusted_proxies=list(trusted_proxies))
-
+    loop = _uvloop()
+    gate = _front_door(limits or Limits.from_config(WebConfig()), allow, trusted_proxies)
     sock = bind_socket(host, port)
     signals: list[signal.Signals] = []
     try:
-        config = uvicorn.Config(
-            asgi_app,
-            host=host,
-            port=port,
-            server_header=False,
-            proxy_headers=False,
-            access_log=False,
-            log_config=None,
-            lifespan="on",
-            http=http_class,
-            # uvicorn 0.54 deprecates "websockets" (websockets.legacy); sans-I/O is its successor.
-            ws=ws_class,
-            # Only used by uvicorn.run(); here the loop is the caller's, checked above.
-            loop="uvloop",
-            backlog=BACKLOG,
-            timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        )
-        config.load()  # config.ssl stays None: the front door starts TLS itself, with a handshake deadline
-        server = _Server(config, on_started, gate, ssl_context)
+        server = _Server(_uvicorn_config(asgi_app, host, port, http_class, ws_class), on_started, gate, ssl_context)
         # add_signal_handler works only in the main thread; elsewhere the caller cancels us.
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
