@@ -17,8 +17,8 @@ import psutil
 
 from appliance.audit import log as audit
 from appliance.audit.events import Event
-from appliance.audit.models import Actor
-from appliance.audit.service import AuditService
+from appliance.audit.models import Actor, Outcome
+from appliance.audit.service import AuditService, record_migration
 from appliance.access.allowlist import AllowList
 from appliance.access.apikeys import ApiKeyService
 from appliance.auth.service import AuthService
@@ -34,9 +34,11 @@ from appliance.paths import DataDir
 from appliance.probe.runner import Runner
 from appliance.probe.scheduler import Scheduler
 from appliance.probe.service import ProbeService, policy_from
+from appliance.store import keys as db_keys
 from appliance.store.connection import Database
 from appliance.system import health, integrity, licences
-from appliance.tls.manager import TLSManager
+from appliance.tls import rekey as tls_rekey
+from appliance.tls.manager import TLSAudit, TLSManager
 from appliance.updates import verify as update_verify
 from appliance.updates.service import UpdateService
 
@@ -62,16 +64,26 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
-def open_database(data_dir: Path, readers: int, *, key_source: str = "file",
-                  passphrase=None) -> tuple[Database, bytes]:
+# What is derived from the database key and re-encrypted when it changes (store/keys.py step 3).
+DB_KEY_FOLLOWERS = (tls_rekey.follow_database_rekey,)
+
+
+def open_database(data_dir: Path, readers: int, *, key_source: str = "file", passphrase=None,
+                  new_passphrase=None) -> tuple[Database, bytes]:
     """Open (or create) the encrypted database; an existing database without its key is refused.
 
     key_source "passphrase": keys/db.key is wrapped; `passphrase()` supplies the passphrase.
-    An interrupted `outpost rekey` is finished here (system/dbkey.py).
+    An interrupted `outpost rekey` is finished here (store/keys.py), its followers included.
+    A schema upgrade is audited (store.migrate) in the migration's own transaction.
     """
-    from appliance.system import dbkey
+    return db_keys.unlock(data_dir, key_source=key_source, passphrase=passphrase, readers=readers,
+                          new_passphrase=new_passphrase, followers=DB_KEY_FOLLOWERS, on_migrate=record_migration)
 
-    return dbkey.unlock(data_dir, key_source=key_source, passphrase=passphrase, readers=readers)
+
+def rekey_database(data_dir: Path, *, passphrase, new_source: str, new_passphrase) -> dict:
+    """Rotate the database key (`outpost rekey`, server stopped); the TLS keys follow it."""
+    return db_keys.rekey(data_dir, passphrase=passphrase, new_source=new_source, new_passphrase=new_passphrase,
+                         followers=DB_KEY_FOLLOWERS, on_migrate=record_migration)
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -104,11 +116,11 @@ def account_services(db: Database, cfg: Config, paths: DataDir, clock: Clock, ha
     return auth, apikeys
 
 
-def tls_manager(cfg: Config, paths: DataDir, db_key: bytes, clock: Clock) -> TLSManager:
-    """The TLS manager of a data directory; its private keys' password derives from the database key."""
-    from appliance.system import dbkey
-
-    return TLSManager(paths.tls, cfg.tls, cfg.web.hostname, clock, key_password=dbkey.tls_password(db_key))
+def tls_manager(cfg: Config, paths: DataDir, db_key: bytes, clock: Clock, audit: TLSAudit) -> TLSManager:
+    """The TLS manager of a data directory; its private keys' password derives from the database key.
+    It records what it does through `audit` (e.g. `AuditService.record_alone_sync`)."""
+    return TLSManager(paths.tls, cfg.tls, cfg.web.hostname, clock, key_password=tls_rekey.key_password(db_key),
+                      audit=audit)
 
 
 class Services:
@@ -140,10 +152,10 @@ class Services:
         # and API keys (ACL-2): wired together by account_services, as for the CLI.
         self.auth, self.apikeys = account_services(self.db, cfg, self.paths, self.clock, self.hasher,
                                                    vault_key=self.vault_key)
-        self.tls = tls_manager(cfg, self.paths, key, self.clock)
-        self.record_system_events(self.tls.ensure())
+        self.tls = tls_manager(cfg, self.paths, key, self.clock, self.audit.record_alone_sync)
+        self.tls.ensure()  # generates or renews what is due, and audits it
         from appliance import __version__
-        from appliance.system.backup import BackupService
+        from appliance.backup.service import BackupService
         self.backups = BackupService(self.db, self.data_dir, cfg.backup, self.clock, config_path=self.config_path,
                                      app_version=__version__)
         self.setup_code_file = self.paths.setup_code
@@ -182,7 +194,8 @@ class Services:
                                  load_manifest=lambda p: update_verify.read_release(p, trust), now=self.clock.now())
         self.integrity = report
         details = {"status": report.status, "result": report.message[:200], "version": report.version}
-        entries = [(Event.INTEGRITY_CHECK, "success" if report.status != integrity.MISMATCH else "failure")] if actor else []
+        outcome: Outcome = "success" if report.status != integrity.MISMATCH else "failure"
+        entries: list[tuple[Event, Outcome]] = [(Event.INTEGRITY_CHECK, outcome)] if actor else []
         if report.status == integrity.MISMATCH:
             entries.append((Event.INTEGRITY_MISMATCH, "failure"))
         if entries:
@@ -193,17 +206,14 @@ class Services:
         return report
 
     def record_system_events(self, events: list[Event], details: dict | None = None) -> None:
-        """Audit things the appliance did by itself (certificate generation, start)."""
+        """Audit things the appliance did by itself (start, stop; TLSManager audits its own)."""
         if not events:
             return
         now = self.clock.now()
-        info = self.tls.info() if any(e.action.startswith("tls.") for e in events) else None
 
         def job(conn):
             for event in events:
-                extra = ({"fingerprint": info.leaf_fingerprint if "cert" in event.action else info.ca_fingerprint}
-                         if info else {})
-                self.audit.record(conn, event, ts=now, actor=Actor.system(), details={**extra, **(details or {})})
+                self.audit.record(conn, event, ts=now, actor=Actor.system(), details=dict(details or {}))
 
         self.db.write_sync(job)
 

@@ -1,6 +1,6 @@
 """Settings -> Backups (UPD-5): take an encrypted backup now and download it; scheduled backups.
 
-Thin: `system.backup.BackupService` does the work in a thread; the result page polls
+Thin: `backup.service.BackupService` does the work in a thread; the result page polls
 (htmx, every second) until the backup is written, then offers the download. Restoring
 is done with `outpost restore` while the server is stopped (it replaces the data
 directory), so there is no restore button here.
@@ -22,7 +22,7 @@ from litestar.response import File
 from appliance.audit.events import Event
 from appliance.crypto import kdf
 from appliance.errors import NotFoundError, OutpostError, RateLimitedError, ValidationError
-from appliance.system import backup
+from appliance.backup.scheduler import list_backups
 from appliance.web.api.common import actor
 from appliance.web.guards import permission, principal_of
 from appliance.web.ui.account import page, redirect, services, source, text
@@ -36,7 +36,7 @@ STEP_UP_SECONDS = 5 * 60  # a proof opens the download of its job for this long 
 def _page(request: Request, *, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
     svc = services(request)
     cfg = svc.config.backup
-    scheduled = backup.list_backups(cfg.directory)[::-1] if cfg.directory else []
+    scheduled = list_backups(cfg.directory)[::-1] if cfg.directory else []
     return page(request, "backups/index.html", status=status, errors=errors or {}, message=message, cfg=cfg,
                 scheduled=scheduled, output_dir=str(svc.backups.output_dir()), min_passphrase=MIN_PASSPHRASE)
 

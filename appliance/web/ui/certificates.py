@@ -3,7 +3,8 @@
 Thin: `tls.importer` validates, `TLSManager` swaps without dropping service. Every
 change needs a fresh step-up (AUTH-8, `recent_auth`, shared with the accounts pages):
 a stale session is sent to /reauth and back. Every change and every refused import is
-audited (CRT codes) right after the file change (files cannot join a DB transaction).
+audited (CRT codes) right after the file change (files cannot join a DB transaction):
+changes by `TLSManager` itself, refused imports here.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ async def _upload(form, name: str) -> bytes | None:
 
 
 async def _audit(request: Request, event: Event, *, outcome: Outcome = "success", details: dict) -> None:
-    """Certificates are files, not rows: each change (or refusal) is recorded right after, on its own."""
+    """A refused import changed nothing; TLSManager records the changes it makes itself."""
     svc = services(request)
     await svc.audit.record_alone(event, actor=actor(request), outcome=outcome,
                                  target=svc.tls.info().leaf_subject[:200], details=details)
@@ -72,16 +73,13 @@ async def import_certificate(request: Request) -> Response:
             bundle = await svc.key_pool.run(importer.from_pem, cert, key, password, hostname=hostname, now=time.time())
         else:
             raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) or a PKCS#12 file.")
-        events = await asyncio.to_thread(svc.tls.install_customer, bundle)
+        events = await asyncio.to_thread(svc.tls.install_customer, bundle, actor=actor(request), via="ui")
     except OutpostError as exc:
         await _audit(request, Event.TLS_CERT_IMPORT_REFUSED, outcome="failure", details={"reason": exc.message[:300]})
         return _page(request, message=f"Not imported: {exc.message}", status=400)
     if not events:
         return _page(request, ok="This certificate is already in use; nothing changed. Rollback still restores the "
                                  "certificate that was in use before it.", warnings=bundle.warnings)
-    info = svc.tls.info()
-    for event in dict.fromkeys(events):
-        await _audit(request, event, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
     return _page(request, ok="The certificate is installed; new connections use it now. The previous one is kept for "
                              "rollback.", warnings=bundle.warnings)
 
@@ -92,12 +90,9 @@ async def rollback(request: Request) -> Response:
     svc = services(request)
     svc.auth.stepup.require_recent_auth(principal_of(request))
     try:
-        events = await asyncio.to_thread(svc.tls.rollback)
+        await asyncio.to_thread(svc.tls.rollback, actor=actor(request), via="ui")  # audited by the manager
     except OutpostError as exc:
         return _page(request, message=f"Not rolled back: {exc.message}", status=409)
-    info = svc.tls.info()
-    for event in dict.fromkeys(events):
-        await _audit(request, event, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
     return _page(request, ok="Rolled back: new connections use the previous certificate.")
 
 
@@ -107,11 +102,9 @@ async def regenerate(request: Request) -> Response:
     svc = services(request)
     svc.auth.stepup.require_recent_auth(principal_of(request))
     try:
-        await asyncio.to_thread(svc.tls.regenerate)
+        await asyncio.to_thread(svc.tls.regenerate, actor=actor(request), via="ui")  # audited by the manager
     except OutpostError as exc:
         return _page(request, message=f"Not regenerated: {exc.message}", status=500)
-    info = svc.tls.info()
-    await _audit(request, Event.TLS_CERT_REGENERATE, details={"fingerprint": info.leaf_fingerprint, "via": "ui"})
     return _page(request, ok="A new local certificate is served (issued by the appliance's own CA).")
 
 
