@@ -20,7 +20,7 @@ Fixtures
 - `keys`: update-signing keys (a root, a signer certified by it, the root's trust store), per module.
 - `binary`: dist/outpost, built when missing or older than the sources (session).
 
-Helpers (import them): Appliance, csrf_of, do_setup, do_login, free_port, require_tool,
+Helpers (import them): Appliance, outpost (the CLI), csrf_of, do_setup, do_login, free_port, require_tool,
 wait_until, run, fast_hasher and the fast argon2 settings (FAST_ARGON2, FAST_AUTH, FAST_HASH_CONFIG).
 Heavy imports (the application) happen inside fixtures, so a collection never depends on them.
 """
@@ -108,6 +108,14 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"missing tool: {name} (installed by .ci/run)")
     return path
+
+
+def outpost(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI (`python -m appliance ARGS`) from the checkout; as root, with --allow-root."""
+    argv = [sys.executable, "-m", "appliance", *args]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 class Appliance:

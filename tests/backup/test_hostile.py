@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import secrets
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -21,18 +18,11 @@ import pytest
 
 from appliance.backup.format import write_backup
 from appliance.crypto import kdf
-from tests.conftest import FAST_ARGON2, ROOT
+from tests.conftest import FAST_ARGON2, outpost
 
 FAST = kdf.KdfParams(**FAST_ARGON2)
 PASS = "hostile backup passphrase"
 OUTSIDE = Path("/tmp") / f"outpost-hostile-{secrets.token_hex(4)}"
-
-
-def _outpost(*args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "appliance", *args]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -91,7 +81,7 @@ CASES = {  # name: (what to add after a valid base, words the refusal must conta
 @pytest.fixture(scope="module")
 def target(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("target") / "data"
-    r = _outpost("init", "--data-dir", str(data))
+    r = outpost("init", "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
     return data
 
@@ -112,7 +102,7 @@ def test_hostile_backup_is_refused_and_nothing_changes(tmp_path, target, case):
     pp.chmod(0o600)
     before = _tree(target)
     siblings = sorted(p.name for p in target.parent.iterdir())
-    r = _outpost("restore", str(hostile), "--data-dir", str(target), "--passphrase-file", str(pp), "--force")
+    r = outpost("restore", str(hostile), "--data-dir", str(target), "--passphrase-file", str(pp), "--force")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and r.stderr.startswith("outpost: error: ")
     assert CASES[case][1] in r.stderr, r.stderr

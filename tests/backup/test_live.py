@@ -5,20 +5,10 @@ audit chain verifies). A bad restore changes nothing.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ADMIN_PASSWORD, ROOT, Appliance, csrf_of, do_login, do_setup, free_port
-
-
-def _outpost(*args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "appliance", *args]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+from tests.conftest import ADMIN_PASSWORD, Appliance, csrf_of, do_login, do_setup, free_port, outpost
 
 
 def test_backup_restore_round_trip(tmp_path: Path) -> None:
@@ -56,12 +46,12 @@ def test_backup_restore_round_trip(tmp_path: Path) -> None:
         pp.write_text("cli backup passphrase\n")
         pp.chmod(0o600)
         cli_file = tmp_path / "cli.opbk"
-        r = _outpost("backup", "--data-dir", str(app.data_dir), "--output", str(cli_file), "--passphrase-file", str(pp))
+        r = outpost("backup", "--data-dir", str(app.data_dir), "--output", str(cli_file), "--passphrase-file", str(pp))
         assert r.returncode == 0, r.stderr
         # restore and rekey refuse to touch the data directory of a running server
-        r = _outpost("restore", str(cli_file), "--data-dir", str(app.data_dir), "--passphrase-file", str(pp))
+        r = outpost("restore", str(cli_file), "--data-dir", str(app.data_dir), "--passphrase-file", str(pp))
         assert r.returncode == 1 and "stop the server first" in r.stderr
-        r = _outpost("rekey", "--data-dir", str(app.data_dir))
+        r = outpost("rekey", "--data-dir", str(app.data_dir))
         assert r.returncode == 1 and "stop the server first" in r.stderr
     finally:
         app.stop()
@@ -71,16 +61,16 @@ def test_backup_restore_round_trip(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase\n")
     wrong.chmod(0o600)
-    r = _outpost("restore", str(cli_file), "--data-dir", str(fresh), "--passphrase-file", str(wrong))
+    r = outpost("restore", str(cli_file), "--data-dir", str(fresh), "--passphrase-file", str(wrong))
     assert r.returncode == 1 and "passphrase is wrong" in r.stderr
     assert not fresh.exists() and list((tmp_path / "restored").iterdir()) == []
 
     ui_pp = tmp_path / "uipp"
     ui_pp.write_text("ui backup passphrase")
     ui_pp.chmod(0o600)
-    r = _outpost("restore", str(ui_file), "--data-dir", str(tmp_path / "from-ui"), "--passphrase-file", str(ui_pp))
+    r = outpost("restore", str(ui_file), "--data-dir", str(tmp_path / "from-ui"), "--passphrase-file", str(ui_pp))
     assert r.returncode == 0, r.stderr
-    r = _outpost("restore", str(cli_file), "--data-dir", str(fresh), "--passphrase-file", str(pp))
+    r = outpost("restore", str(cli_file), "--data-dir", str(fresh), "--passphrase-file", str(pp))
     assert r.returncode == 0, r.stderr
 
     restored = Appliance(fresh, free_port())
@@ -92,5 +82,5 @@ def test_backup_restore_round_trip(tmp_path: Path) -> None:
             assert "backup.create" in audit.text
     finally:
         restored.stop()
-    r = _outpost("audit", "verify", "--data-dir", str(fresh))
+    r = outpost("audit", "verify", "--data-dir", str(fresh))
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr

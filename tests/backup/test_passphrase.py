@@ -4,25 +4,15 @@ A backup holds the database key, so a short passphrase would make an offline gue
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from appliance.crypto import kdf
 from tests.api.helpers import sql
-from tests.conftest import FAST_HASH_CONFIG, ROOT, Appliance, csrf_of, free_port
+from tests.conftest import FAST_HASH_CONFIG, Appliance, csrf_of, free_port, outpost
 
 SHORT = "elevenchars"  # 11
 EXACT = "twelve chars"  # 12
-
-
-def _outpost(*args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "appliance", *args]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def _secret_file(path: Path, text: str) -> Path:
@@ -37,14 +27,14 @@ def test_the_minimum_is_twelve_characters() -> None:
 
 def test_cli_backup_refuses_a_short_passphrase(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert _outpost("init", "--data-dir", str(data)).returncode == 0
+    assert outpost("init", "--data-dir", str(data)).returncode == 0
     for text in ("abc", SHORT, "ünïcödé"):  # counted in characters, not bytes (ünïcödé is 11 bytes)
         out = tmp_path / "short.opbk"
-        r = _outpost("backup", "--data-dir", str(data), "-o", str(out),
+        r = outpost("backup", "--data-dir", str(data), "-o", str(out),
                      "--passphrase-file", str(_secret_file(tmp_path / "pp", text)))
         assert r.returncode == 1 and "at least 12 characters" in r.stderr, r.stderr
         assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".short")]
-    r = _outpost("backup", "--data-dir", str(data), "-o", str(tmp_path / "ok.opbk"),
+    r = outpost("backup", "--data-dir", str(data), "-o", str(tmp_path / "ok.opbk"),
                  "--passphrase-file", str(_secret_file(tmp_path / "pp", EXACT)))
     assert r.returncode == 0, r.stderr
 

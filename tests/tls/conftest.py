@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -18,11 +19,23 @@ from appliance.clock import FrozenClock
 from appliance.config import TLSConfig
 from appliance.tls import TLSManager
 from appliance.tls.manager import TLSAudit
-from tests.conftest import free_port  # noqa: F401  (tests here import it from this package)
+from tests.conftest import FAST_HASH_CONFIG, free_port  # noqa: F401  (tests here import free_port from this package)
 from tests.serving import ServerThread, tiny_app  # noqa: F401
 
 KEY_PASSWORD = b"test-key-password-not-a-secret"
 HOSTNAME = "outpost.test"
+# A running appliance that names itself localhost: imported certificates are made for that name.
+LIVE_CONFIG = FAST_HASH_CONFIG + '\n[web]\nhostname = "localhost"\n'
+
+
+@pytest.fixture(scope="module")
+def appliance_config() -> str:
+    return LIVE_CONFIG
+
+
+def served_fingerprint(port: int) -> str:
+    """SHA-256 of the certificate a new TLS connection to 127.0.0.1:port is served (not verified)."""
+    return hashlib.sha256(peer_certificate("127.0.0.1", port)).digest().hex(":").upper()
 OPERATOR = Actor(type="user", name="operator", source="127.0.0.1")
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import csrf_of, outpost
 
-from .conftest import openssl_path
+from .conftest import openssl_path, served_fingerprint
 from .customer_pki import PKI
-from .test_customer_live import CONFIG, _outpost, _served_fingerprint
 
 PICKUP_SECONDS = 10.0
 
@@ -29,18 +28,6 @@ def pki(tmp_path_factory) -> PKI:
     return p
 
 
-@pytest.fixture
-def live(tmp_path):
-    app = Appliance(tmp_path / "data", free_port(), config=CONFIG)
-    try:
-        with app.client() as client:
-            assert do_setup(client, app.setup_code()).status_code == 303
-            assert do_login(client).status_code == 303
-            yield app, client
-    finally:
-        app.stop()
-
-
 def _import_ui(client, pki: PKI):
     page = client.get("/settings/certificates")
     return client.post("/settings/certificates/import", data={"_csrf": csrf_of(page.text)},
@@ -51,18 +38,18 @@ def _import_ui(client, pki: PKI):
 def _served_within(port: int, fingerprint: str, seconds: float = PICKUP_SECONDS) -> float:
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        if _served_fingerprint(port) == fingerprint:
+        if served_fingerprint(port) == fingerprint:
             return time.monotonic() - start
         time.sleep(0.25)
-    raise AssertionError(f"not served within {seconds} s; still {_served_fingerprint(port)}")
+    raise AssertionError(f"not served within {seconds} s; still {served_fingerprint(port)}")
 
 
-def test_identical_reimport_keeps_the_real_previous_ui(live, pki: PKI) -> None:
-    app, client = live
-    generated = _served_fingerprint(app.port)
+def test_identical_reimport_keeps_the_real_previous_ui(appliance, admin_client, pki: PKI) -> None:
+    app, client = appliance, admin_client
+    generated = served_fingerprint(app.port)
     r = _import_ui(client, pki)
     assert r.status_code == 200 and "installed" in r.text
-    imported = _served_fingerprint(app.port)
+    imported = served_fingerprint(app.port)
     assert imported != generated
     again = _import_ui(client, pki)
     assert again.status_code == 200 and "already in use; nothing changed" in again.text
@@ -70,26 +57,26 @@ def test_identical_reimport_keeps_the_real_previous_ui(live, pki: PKI) -> None:
     page = client.get("/settings/certificates")
     r = client.post("/settings/certificates/rollback", data={"_csrf": csrf_of(page.text)})
     assert r.status_code == 200 and "Rolled back" in r.text
-    assert _served_fingerprint(app.port) == generated, "rollback lost the real previous certificate"
+    assert served_fingerprint(app.port) == generated, "rollback lost the real previous certificate"
 
 
-def test_cli_import_reaches_a_running_server_within_seconds(live, pki: PKI, tmp_path: Path) -> None:
-    app, _ = live
-    generated = _served_fingerprint(app.port)
+def test_cli_import_reaches_a_running_server_within_seconds(appliance, admin_client, pki: PKI, tmp_path: Path) -> None:
+    app = appliance
+    generated = served_fingerprint(app.port)
     common = ["--data-dir", str(app.data_dir), "--config", str(app.config_path)]
     pw = tmp_path / "pw"
     pw.write_text("p12 password\n")
     pw.chmod(0o600)
-    r = _outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
+    r = outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
     assert r.returncode == 0, r.stderr
     imported = re.search(r"fingerprint:\s+(\S+)", r.stdout).group(1)
     assert imported != generated
     _served_within(app.port, imported)
 
     # the same file again: a no-op that says so, and rollback still goes back to the generated one
-    r = _outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
+    r = outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
     assert r.returncode == 0 and "already in use; nothing changed" in r.stderr, r.stderr
     assert "rollback to:  generated" in r.stdout
-    r = _outpost("cert", "rollback", *common)
+    r = outpost("cert", "rollback", *common)
     assert r.returncode == 0 and "source:       generated" in r.stdout, r.stderr
     _served_within(app.port, generated)

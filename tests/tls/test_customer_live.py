@@ -6,30 +6,15 @@ connection opened before keeps working; rollback restores the previous fingerpri
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
-import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_HASH_CONFIG, ROOT, Appliance, do_login, do_setup, free_port, csrf_of
+from tests.conftest import csrf_of, outpost
 
-from .conftest import openssl_path
+from .conftest import LIVE_CONFIG, openssl_path, served_fingerprint
 from .customer_pki import PKI
-
-CONFIG = FAST_HASH_CONFIG + '\n[web]\nhostname = "localhost"\n'
-
-
-def _served_fingerprint(port: int) -> str:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        return hashlib.sha256(tls.getpeercert(binary_form=True)).digest().hex(":").upper()
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> PKI:
@@ -41,26 +26,14 @@ def pki(tmp_path_factory) -> PKI:
     return p
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("live") / "data", free_port(), config=CONFIG)
-    try:
-        with app.client() as client:
-            assert do_setup(client, app.setup_code()).status_code == 303
-            assert do_login(client).status_code == 303
-            yield app, client
-    finally:
-        app.stop()
-
-
 def _post_files(client, path: str, files: dict, data: dict | None = None):
     page = client.get("/settings/certificates")
     return client.post(path, data={"_csrf": csrf_of(page.text), **(data or {})}, files=files)
 
 
-def test_ui_import_hot_swap_and_rollback(live, pki: PKI) -> None:
-    app, client = live
-    generated = _served_fingerprint(app.port)
+def test_ui_import_hot_swap_and_rollback(shared_appliance, shared_admin_client, pki: PKI) -> None:
+    app, client = shared_appliance, shared_admin_client
+    generated = served_fingerprint(app.port)
     page = client.get("/settings/certificates")
     assert page.status_code == 200 and generated in page.text
 
@@ -73,7 +46,7 @@ def test_ui_import_hot_swap_and_rollback(live, pki: PKI) -> None:
     assert r.status_code == 400 and "password is wrong" in r.text
     r = _post_files(client, "/settings/certificates/import", {"cert": ("c.pem", b"garbage" * 10)})
     assert r.status_code == 400 and "no PEM certificate" in r.text
-    assert _served_fingerprint(app.port) == generated
+    assert served_fingerprint(app.port) == generated
 
     # good: encrypted PEM key with its password
     r = _post_files(client, "/settings/certificates/import",
@@ -81,7 +54,7 @@ def test_ui_import_hot_swap_and_rollback(live, pki: PKI) -> None:
                      "key": ("k.pem", (pki.dir / "good.enc.key").read_bytes())}, {"password": "key password"})
     assert r.status_code == 200, r.text
     assert "installed" in r.text
-    imported = _served_fingerprint(app.port)
+    imported = served_fingerprint(app.port)
     assert imported != generated and imported in r.text
     # the keep-alive connection this client opened before the swap still works
     assert client.get("/settings/certificates").status_code == 200
@@ -91,13 +64,13 @@ def test_ui_import_hot_swap_and_rollback(live, pki: PKI) -> None:
 
     r = _post_files(client, "/settings/certificates/rollback", {})
     assert r.status_code == 200 and "Rolled back" in r.text
-    assert _served_fingerprint(app.port) == generated
+    assert served_fingerprint(app.port) == generated
 
     r = _post_files(client, "/settings/certificates/rollback", {})  # back again: rollback toggles
-    assert _served_fingerprint(app.port) == imported
+    assert served_fingerprint(app.port) == imported
     r = _post_files(client, "/settings/certificates/regenerate", {})
     assert r.status_code == 200
-    fresh = _served_fingerprint(app.port)
+    fresh = served_fingerprint(app.port)
     assert fresh not in (generated, imported)
 
     audit = client.get("/audit", params={"action": "tls.cert.import"})
@@ -106,41 +79,34 @@ def test_ui_import_hot_swap_and_rollback(live, pki: PKI) -> None:
         assert action in client.get("/audit", params={"action": action}).text
 
 
-def test_non_admin_cannot_reach_certificates_or_backups(live) -> None:
-    app, _ = live
+def test_non_admin_cannot_reach_certificates_or_backups(shared_appliance) -> None:
+    app = shared_appliance
     with app.client() as anonymous:
         for path in ("/settings/certificates", "/settings/backups"):
             r = anonymous.get(path, follow_redirects=False)
             assert r.status_code in (303, 401)
 
 
-def _outpost(*args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "appliance", *args]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
-
-
 def test_cli_cert_import_show_rollback(tmp_path: Path, pki: PKI) -> None:
     data = tmp_path / "data"
     cfg = tmp_path / "c.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(LIVE_CONFIG)
     common = ["--data-dir", str(data), "--config", str(cfg)]
-    assert _outpost("init", *common).returncode == 0
+    assert outpost("init", *common).returncode == 0
     pw = tmp_path / "pw"
     pw.write_text("p12 password\n")
-    bad = _outpost("cert", "import", *common, "--cert", str(pki.chain("wrongsan")), "--key", str(pki.dir / "wrongsan.key"))
+    bad = outpost("cert", "import", *common, "--cert", str(pki.chain("wrongsan")), "--key", str(pki.dir / "wrongsan.key"))
     assert bad.returncode == 1 and "does not cover" in bad.stderr
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(os.urandom(300))
-    bad = _outpost("cert", "import", *common, "--cert", str(garbage))
+    bad = outpost("cert", "import", *common, "--cert", str(garbage))
     assert bad.returncode == 1 and "no PEM certificate" in bad.stderr
-    ok = _outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
+    ok = outpost("cert", "import", *common, "--p12", str(pki.dir / "good.p12"), "--password-file", str(pw))
     assert ok.returncode == 0, ok.stderr
     assert "source:       customer" in ok.stdout
-    show = _outpost("cert", "show", *common)
+    show = outpost("cert", "show", *common)
     assert "customer" in show.stdout and "rollback to:  generated" in show.stdout
-    back = _outpost("cert", "rollback", *common)
+    back = outpost("cert", "rollback", *common)
     assert back.returncode == 0 and "source:       generated" in back.stdout
-    verify = _outpost("audit", "verify", *common)
+    verify = outpost("audit", "verify", *common)
     assert verify.returncode == 0, verify.stderr

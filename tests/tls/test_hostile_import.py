@@ -19,9 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import ROOT, Appliance, csrf_of, do_login, do_setup, free_port
-
-from .test_customer_live import CONFIG
+from tests.conftest import ROOT, csrf_of
 
 CN = '<script>alert("cn")</script>'
 ORG = '"><img src=x onerror=alert("org")>'
@@ -60,18 +58,6 @@ def hostile(tmp_path_factory) -> dict[str, bytes]:
     return {"chain": pem(leaf) + pem(root), "leaf_only": pem(leaf), "key": key, "root": pem(root)}
 
 
-@pytest.fixture
-def live(tmp_path):
-    app = Appliance(tmp_path / "data", free_port(), config=CONFIG)
-    try:
-        with app.client() as client:
-            assert do_setup(client, app.setup_code()).status_code == 303
-            assert do_login(client).status_code == 303
-            yield app, client
-    finally:
-        app.stop()
-
-
 def _import(client, cert: bytes, key: bytes):
     page = client.get("/settings/certificates")
     return client.post("/settings/certificates/import", data={"_csrf": csrf_of(page.text)},
@@ -84,8 +70,8 @@ def _escaped(html: str) -> None:
     assert "\x1b" not in html and "\x07" not in html
 
 
-def test_hostile_names_are_escaped_everywhere(live, hostile) -> None:
-    app, client = live
+def test_hostile_names_are_escaped_everywhere(appliance, admin_client, hostile) -> None:
+    app, client = appliance, admin_client
     refused = _import(client, hostile["leaf_only"], hostile["key"])  # the root is missing: the message names both
     assert refused.status_code == 400 and "chain is incomplete" in refused.text
     assert "&lt;svg onload=alert(" in refused.text  # the issuer, named, escaped
@@ -102,8 +88,8 @@ def test_hostile_names_are_escaped_everywhere(live, hostile) -> None:
         _escaped(page.text)
 
 
-def test_cli_shows_hostile_names_without_control_characters(live, hostile, tmp_path: Path) -> None:
-    app, client = live
+def test_cli_shows_hostile_names_without_control_characters(appliance, admin_client, hostile, tmp_path: Path) -> None:
+    app, client = appliance, admin_client
     assert _import(client, hostile["chain"], hostile["key"]).status_code == 200
     argv = [sys.executable, "-m", "appliance", "cert", "show", "--data-dir", str(app.data_dir),
             "--config", str(app.config_path)] + (["--allow-root"] if os.geteuid() == 0 else [])
@@ -113,13 +99,13 @@ def test_cli_shows_hostile_names_without_control_characters(live, hostile, tmp_p
     assert b"\\x1b]0" in r.stdout  # shown, visibly escaped
 
 
-def test_hostile_names_run_nothing_in_a_browser(live, hostile) -> None:
+def test_hostile_names_run_nothing_in_a_browser(appliance, admin_client, hostile) -> None:
     from playwright.sync_api import sync_playwright
 
     from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, launch, require_chromium
 
     require_chromium()
-    app, client = live
+    app, client = appliance, admin_client
     assert _import(client, hostile["chain"], hostile["key"]).status_code == 200
     dialogs: list[str] = []
     with sync_playwright() as p:
