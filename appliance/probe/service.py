@@ -236,7 +236,7 @@ class ProbeService:
         """TCP + SSH login on a fresh connection; audited with the outcome only."""
         target = await self._target(device_id)
         report = await self.runner.test(target)
-        outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
+        outcome: Outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
         await self._audit(actor, Event.PROBE_CONNECTIVITY_TEST, device_id, outcome,
                           {"reason": report.get("refused") or None})
         return report
@@ -254,7 +254,7 @@ class ProbeService:
         target = await self._target(device_id)
         started = await self._audit(actor, Event.PROBE_COMMAND_START, device_id, "success", {"command": command})
         report = await self.runner.run_command(target, command)
-        outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
+        outcome: Outcome = "denied" if report.get("refused") else "success" if report["ok"] else "failure"
         await self._audit(actor, Event.PROBE_COMMAND_RUN, device_id, outcome,
                           {"command": command, "exit_status": report.get("exit_status"), "started_seq": started,
                            "error": report.get("error") or None})

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from appliance.audit.events import Event
+from appliance.audit.models import Outcome
 from appliance.paths import DataDir
 from appliance.store.atomic import copy_atomic, fsync_dir
 from appliance.updates import slots
@@ -42,7 +43,7 @@ def restore_snapshot(snapshot: Path, data_dir: Path) -> None:
     copy_atomic(snapshot, layout.db)
 
 
-def finish_rollback(layout: slots.Layout, data_dir: Path, audit: Callable[[Event, str, dict], None] | None) -> None:
+def finish_rollback(layout: slots.Layout, data_dir: Path, audit: Callable[[Event, Outcome, dict], None] | None) -> None:
     """Complete a rollback recorded in state.json (idempotent; the server must be stopped)."""
     st = layout.state()
     if st.phase != "rolling_back":
@@ -53,7 +54,8 @@ def finish_rollback(layout: slots.Layout, data_dir: Path, audit: Callable[[Event
         restore_snapshot(Path(st.snapshot), data_dir)
     layout.save(slots.State(result="rolled back", reason=st.reason))
     if audit:
-        audit(Event.UPDATE_ROLLBACK_DONE, "success", {"to": st.target, "reason": st.reason[:200], "snapshot_restored": bool(st.snapshot)})
+        audit(Event.UPDATE_ROLLBACK_DONE, "success",
+              {"to": st.target, "reason": st.reason[:200], "snapshot_restored": bool(st.snapshot)})
 
 
 def healthy(host: str, port: int, ca_file: Path, deadline: float, child: subprocess.Popen) -> bool:
@@ -88,7 +90,7 @@ def _stop(child: subprocess.Popen) -> None:
 
 class Launcher:
     def __init__(self, layout: slots.Layout, *, data_dir: Path, serve_args: list[str], host: str, port: int,
-                 health_timeout: float, audit: Callable[[Event, str, dict], None],
+                 health_timeout: float, audit: Callable[[Event, Outcome, dict], None],
                  say: Callable[[str], None] = lambda s: None) -> None:
         self.layout, self.data_dir, self.serve_args = layout, Path(data_dir), serve_args
         self.host, self.port, self.health_timeout = host, port, health_timeout
