@@ -30,6 +30,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.conftest import free_port  # the tests' helper (python -m bench runs from the checkout)
+
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "outpost"
 RUNS = 5
@@ -38,12 +40,6 @@ BUDGET_MB = 40
 BUDGET_START_S = 1.5
 BUDGET_RSS_MB = 100
 READY_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthz(port: int, ctx: ssl.SSLContext) -> int | None:
@@ -64,7 +60,7 @@ class _Run:
 
     def __init__(self, argv: list[str], tmp: Path, env: dict[str, str]) -> None:
         self.data = tmp / "data"
-        self.port = _free_port()
+        self.port = free_port()
         cmd = [*argv, "serve", "--data-dir", str(self.data), "--listen", f"127.0.0.1:{self.port}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")

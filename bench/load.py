@@ -534,23 +534,15 @@ class LoadProcess:
         return self.result
 
 
-def free_port_safe() -> int:
-    """A free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_appliance(workdir: Path, config: str | None = None):
-    """A real `outpost serve` subprocess (tests.conftest.Appliance) on a free loopback port."""
+    """A real `outpost serve` subprocess (tests.conftest.Appliance: the tests' own start, wait
+    and stop) on a free loopback port."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.conftest import FAST_HASH_CONFIG, Appliance, free_port
+    from tests.conftest import FAST_HASH_CONFIG, Appliance
 
     workdir.mkdir(parents=True, exist_ok=True)
-    return Appliance(workdir / "data", free_port(), config=FAST_HASH_CONFIG if config is None else config)
+    return Appliance(workdir / "data", config=FAST_HASH_CONFIG if config is None else config)
 
 
 def sign_in(app, *, setup: bool = True) -> str:

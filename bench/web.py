@@ -29,7 +29,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from appliance.paths import DataDir
@@ -113,17 +112,18 @@ class BareServer:
     def _wait(self, ca: Path, timeout: float = 30.0) -> None:
         import httpx
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        from tests.conftest import wait_until
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bare server exited:\n{self.log.read_text(errors='replace')[-2000:]}")
             try:
-                if httpx.get(f"https://localhost:{self.port}/healthz", verify=str(ca), timeout=2).status_code == 200:
-                    return
+                return httpx.get(f"https://localhost:{self.port}/healthz", verify=str(ca), timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("bare server did not answer")
+                return False
+
+        if not wait_until(answers, timeout):
+            raise RuntimeError("bare server did not answer")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -167,7 +167,7 @@ def _cpu(r: dict) -> str:
 
 
 def run() -> list[tuple[str, str, str, str, str]]:
-    from bench.load import free_port_safe
+    from tests.conftest import free_port
 
     rows: list[tuple[str, str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="outpost-bench-web-") as tmp:
@@ -175,7 +175,7 @@ def run() -> list[tuple[str, str, str, str, str]]:
         bare = None
         try:
             cookie = sign_in(app)
-            bare = BareServer(app.data_dir, free_port_safe(), Path(tmp) / "bare.log")
+            bare = BareServer(app.data_dir, free_port(), Path(tmp) / "bare.log")
             pid_ours, pid_bare = app.proc.pid, bare.proc.pid
             configs = {
                 "bare_health": (bare.port, "/dashboard/health.json", pid_bare, None),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from appliance.access.allowlist import contains, parse_networks
 from appliance.errors import ValidationError
 from tests.api.helpers import api, error_of, make_key, sql
-from tests.conftest import ADMIN, ROOT, Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import ADMIN, ROOT, csrf_of, wait_until
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -45,23 +44,8 @@ def test_parse_and_contains_v4_v6():
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("allow") / "data", free_port())
-    yield app
-    app.stop()
-
-
-@pytest.fixture(scope="module")
-def admin_client(appliance):
-    with appliance.client() as client:
-        assert do_setup(client, appliance.setup_code()).status_code == 303
-        assert do_login(client).status_code == 303
-        yield client
-
-
-@pytest.fixture(scope="module")
-def admin_key(appliance, admin_client):
-    return make_key(appliance, ADMIN, "admin")
+def admin_key(shared_appliance):
+    return make_key(shared_appliance, ADMIN, "admin")
 
 
 def _from(appliance, address: str, **kw) -> httpx.Client:
@@ -77,62 +61,55 @@ def _status(client: httpx.Client, path: str) -> int | None:
         return None
 
 
-def _wait_until(check, seconds: float = 8.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return False
-
-
-def test_allow_list_from_the_ui_refuses_self_lockout_and_bad_cidr(appliance, admin_client):
-    page = admin_client.get("/settings/allowlist")
+def test_allow_list_from_the_ui_refuses_self_lockout_and_bad_cidr(shared_appliance, shared_admin_client):
+    page = shared_admin_client.get("/settings/allowlist")
     assert page.status_code == 200 and "127.0.0.1" in page.text
     token = csrf_of(page.text)
-    r = admin_client.post("/settings/allowlist", data={"_csrf": token, "networks": "192.0.2.0/24"})
+    r = shared_admin_client.post("/settings/allowlist", data={"_csrf": token, "networks": "192.0.2.0/24"})
     assert r.status_code == 400 and "lock you out" in r.text and 'aria-invalid="true"' in r.text
     assert "192.0.2.0/24" in r.text, "the typed list is kept for correction"
-    r = admin_client.post("/settings/allowlist", data={"_csrf": token, "networks": "127.0.0.1/32\n10.0.0.0/33"})
+    r = shared_admin_client.post("/settings/allowlist", data={"_csrf": token, "networks": "127.0.0.1/32\n10.0.0.0/33"})
     assert r.status_code == 400 and "line 2" in r.text
-    assert sql(appliance, "SELECT value FROM settings WHERE key = 'access.ip_allowlist'") == []
-    with _from(appliance, "127.0.0.2") as other:
+    assert sql(shared_appliance, "SELECT value FROM settings WHERE key = 'access.ip_allowlist'") == []
+    with _from(shared_appliance, "127.0.0.2") as other:
         assert other.get("/login").status_code in (200, 303), "nothing was saved"
 
 
-def test_allow_and_deny_by_source_address_then_cli_reset(appliance, admin_client, admin_key):
-    with api(appliance, admin_key) as c:
+def test_allow_and_deny_by_source_address_then_cli_reset(shared_appliance, shared_admin_client, admin_key):
+    with api(shared_appliance, admin_key) as c:
         r = c.put("/api/v1/settings/ip-allowlist", json={"networks": ["10.0.0.0/8"]})
         assert r.status_code == 400 and error_of(r)["code"] == "allowlist_self_lockout"
         r = c.put("/api/v1/settings/ip-allowlist", json={"networks": ["127.0.0.1/32", "::1/128"]})
         assert r.status_code == 200 and r.json()["networks"] == ["127.0.0.1/32", "::1/128"]
     # 127.0.0.1 still gets everything; 127.0.0.2 is refused before authentication, everywhere:
     # its connections are closed as they are accepted, before TLS (issue 11, finding 1).
-    assert admin_client.get("/dashboard").status_code == 200
-    with _from(appliance, "127.0.0.2") as other:
+    assert shared_admin_client.get("/dashboard").status_code == 200
+    with _from(shared_appliance, "127.0.0.2") as other:
         for path in ("/login", "/dashboard", "/static/app.css", "/api/v1/health", "/metrics", "/healthz"):
             with pytest.raises(httpx.ConnectError):
                 other.get(path, headers={"Authorization": f"Bearer {admin_key}"})
-    rows = sql(appliance, "SELECT actor_type, details FROM audit_log WHERE action = 'access.allowlist.update'")
+    rows = sql(shared_appliance, "SELECT actor_type, details FROM audit_log WHERE action = 'access.allowlist.update'")
     assert rows[-1][0] == "api_key" and "127.0.0.1/32" in rows[-1][1]
-    cmd = [sys.executable, "-m", "appliance", "allowlist", "show", "--data-dir", str(appliance.data_dir)]
+    cmd = [sys.executable, "-m", "appliance", "allowlist", "show", "--data-dir", str(shared_appliance.data_dir)]
     root = ["--allow-root"] if os.geteuid() == 0 else []
     shown = subprocess.run(cmd + root, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "127.0.0.1/32" in shown.stdout
     cmd[4] = "reset"
     reset = subprocess.run(cmd + root, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert reset.returncode == 0 and "cleared (2 entries removed)" in reset.stdout
-    with _from(appliance, "127.0.0.2") as other:
-        assert _wait_until(lambda: _status(other, "/login") not in (None, 403)), "the running server picks the reset up"
-    assert sql(appliance, "SELECT actor_type, actor FROM audit_log WHERE action = 'access.allowlist.reset'")[-1][0] == "system"
+    with _from(shared_appliance, "127.0.0.2") as other:
+        assert wait_until(lambda: _status(other, "/login") not in (None, 403), 8.0, interval=0.25), \
+            "the running server picks the reset up"
+    resets = sql(shared_appliance, "SELECT actor_type, actor FROM audit_log WHERE action = 'access.allowlist.reset'")
+    assert resets[-1][0] == "system"
 
 
-def test_trusted_proxy_forwarded_address_is_ignored_from_untrusted_peer(appliance, admin_key):
-    with api(appliance, admin_key) as c:
+def test_trusted_proxy_forwarded_address_is_ignored_from_untrusted_peer(shared_appliance, admin_key):
+    with api(shared_appliance, admin_key) as c:
         assert c.put("/api/v1/settings/ip-allowlist", json={"networks": ["127.0.0.1/32"]}).status_code == 200
     try:
-        with _from(appliance, "127.0.0.2") as other, pytest.raises(httpx.ConnectError):
+        with _from(shared_appliance, "127.0.0.2") as other, pytest.raises(httpx.ConnectError):
             other.get("/login", headers={"X-Forwarded-For": "127.0.0.1"})  # believed only from [web] trusted_proxies
     finally:
-        with api(appliance, admin_key) as c:
+        with api(shared_appliance, admin_key) as c:
             assert c.put("/api/v1/settings/ip-allowlist", json={"networks": []}).json() == {"networks": []}

@@ -3,16 +3,15 @@ device panel, chart data, alerts, on-demand command (CSRF, audited with its comm
 /metrics."""
 
 import re
-import time
 
 import pytest
 
-from tests.conftest import Appliance, csrf_of, do_login, do_setup, free_port
+from tests.conftest import Appliance, csrf_of, do_login, do_setup, wait_until
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    app = Appliance(tmp_path_factory.mktemp("probe-web") / "data", free_port(), extra_args=["--demo-data"])
+    app = Appliance(tmp_path_factory.mktemp("probe-web") / "data", extra_args=["--demo-data"])
     try:
         with app.client() as client:
             assert do_setup(client, app.setup_code()).status_code == 303
@@ -23,14 +22,14 @@ def demo(tmp_path_factory):
 
 
 def _wait_up(client, count=4, timeout=30):
-    deadline = time.monotonic() + timeout
-    html = ""
-    while time.monotonic() < deadline:
-        html = client.get("/probe/fleet").text
-        if html.count('status status-up"') >= count:
-            return html
-        time.sleep(0.3)
-    raise AssertionError(html[-3000:])
+    seen = []
+
+    def up() -> bool:
+        seen.append(client.get("/probe/fleet").text)
+        return seen[-1].count('status status-up"') >= count
+
+    assert wait_until(up, timeout, interval=0.3), seen[-1][-3000:]
+    return seen[-1]
 
 
 def test_demo_fleet_goes_up_and_shows_on_dashboard(demo):
