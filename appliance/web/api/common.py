@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from appliance.clock import iso
-from appliance.web.deps import actor, services  # noqa: F401  (old path: web/api/audit.py, until it moves)
 
 MAX_LIMIT = 500
 # SQLite INTEGER: a larger id raised OverflowError in the driver (500), not 404. Give every integer

@@ -1,9 +1,9 @@
 """My account: password, two-factor sign-in, sessions, re-authentication (AUTH-3, -5..8).
 
 Thin handlers over AuthService. Routes a user must reach while a password change or
-2FA set-up is pending carry `opt={PENDING_OK: True}`; everything else redirects there
+2FA set-up is pending carry `PENDING` in their opt; everything else redirects there
 (guards.PendingStepError). Sensitive actions raise ReauthRequiredError, which sends
-browsers to /reauth and back (`step_redirect`).
+browsers to /reauth and back to the page they were on (web/ui/forms.py, `step_redirect`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from appliance.web.guards import authenticated
 from appliance.web.redirects import safe_next  # the one rule for `next` (no open redirect)
 from appliance.web.security import PRINCIPAL
 from appliance.web.ui.forms import PENDING, on_page, page, redirect, text
-
-source, agent, principal_of = client, user_agent, principal  # old names, until the handlers below use deps'
 
 
 def with_session(response: Response, session) -> Response:

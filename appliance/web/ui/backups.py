@@ -20,20 +20,19 @@ from litestar import Request, Response, get, post
 from litestar.response import File
 
 from appliance.audit.events import Event
+from appliance.backup.scheduler import list_backups
 from appliance.crypto import kdf
 from appliance.errors import NotFoundError, OutpostError, RateLimitedError, ValidationError
-from appliance.backup.scheduler import list_backups
-from appliance.web.api.common import actor
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, redirect, services, source, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import actor, client, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, redirect, text
 
 MANAGE = permission("backups.manage")
 MIN_PASSPHRASE = kdf.MIN_PASSPHRASE  # the one minimum, shared with the CLI and the scheduler
 STEP_UP_SECONDS = 5 * 60  # a proof opens the download of its job for this long (AUTH-8's window)
 
 
-def _page(request: Request, *, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
+def _view(request: Request, *, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
     svc = services(request)
     cfg = svc.config.backup
     scheduled = list_backups(cfg.directory)[::-1] if cfg.directory else []
@@ -43,14 +42,14 @@ def _page(request: Request, *, errors: dict | None = None, message: str = "", st
 
 @get("/settings/backups", guards=[MANAGE], name="backups")
 async def backups_page(request: Request) -> Response:
-    return _page(request)
+    return _view(request)
 
 
 async def _prove(request: Request, form) -> float:
     """Step-up for a full backup (issue 11, finding 6): the password, and a current TOTP code when
     the user has 2FA, entered in this request. Throttled and audited like /reauth (auth.reauth),
     counted toward the lockout. Returns the time of the proof; ValidationError naming the field."""
-    svc, who = services(request), principal_of(request)
+    svc, who = services(request), principal(request)
     password, code = text(form, "current_password"), text(form, "totp_code").strip()
     errors = {}
     if not password:
@@ -65,7 +64,7 @@ async def _prove(request: Request, form) -> float:
         if not secret:
             continue
         try:  # a password never looks like a code (checked above), so each is checked as what it is
-            await svc.auth.stepup.reauthenticate(who, secret=secret, source=source(request))
+            await svc.auth.stepup.reauthenticate(who, secret=secret, source=client(request))
         except ValidationError:
             raise ValidationError("That is not right; nothing was done.",
                                   details={field: "That is not right."}) from None
@@ -77,7 +76,7 @@ def _looks_like_code(value: str) -> bool:
 
 
 def _owner(request: Request) -> str:
-    return principal_of(request).session_hash.hex()
+    return principal(request).session_hash.hex()
 
 
 @post("/settings/backups", guards=[MANAGE], name="backups_create", opt=on_page("/settings/backups"))
@@ -97,9 +96,9 @@ async def create(request: Request) -> Response:
         job = svc.backups.start_job(passphrase.encode(), actor=actor(request), owner=_owner(request),
                                     proved_at=proved_at)
     except RateLimitedError as exc:
-        return _page(request, message=exc.message, status=429)
+        return _view(request, message=exc.message, status=429)
     except OutpostError as exc:
-        return _page(request, errors=exc.details or {}, message=exc.message, status=400)
+        return _view(request, errors=exc.details or {}, message=exc.message, status=400)
     return redirect(f"/settings/backups/jobs/{job.id}")
 
 

@@ -20,27 +20,27 @@ from appliance.audit.events import Event
 from appliance.audit.models import Outcome
 from appliance.errors import OutpostError
 from appliance.tls import EXPIRY_WARNING_DAYS, importer
-from appliance.web.api.common import actor
-from appliance.web.guards import permission, principal_of
-from appliance.web.ui.account import page, services, text
-from appliance.web.ui.forms import on_page
+from appliance.web.deps import actor, principal, services
+from appliance.web.guards import permission
+from appliance.web.ui.forms import on_page, page, text
 
 TLS = permission("settings.tls")
 
 
-def _page(request: Request, *, message: str = "", ok: str = "", warnings: list[str] | None = None,
+def _view(request: Request, *, message: str = "", ok: str = "", warnings: list[str] | None = None,
           status: int = 200) -> Response:
     svc = services(request)
     info = svc.tls.info()
     days = (info.leaf_not_after - svc.clock.now()) / 86400
-    return page(request, "certificates/index.html", status=status, info=info, days_left=days, warn=days < EXPIRY_WARNING_DAYS,
-                message=message, ok=ok, warnings=warnings or [], step_up=svc.auth.stepup.has_recent_auth(principal_of(request)),
+    return page(request, "certificates/index.html", status=status, info=info, days_left=days,
+                warn=days < EXPIRY_WARNING_DAYS, message=message, ok=ok, warnings=warnings or [],
+                step_up=svc.auth.stepup.has_recent_auth(principal(request)),
                 hostname=importer.configured_hostname(svc.config.web.hostname, socket.gethostname()))
 
 
 @get("/settings/certificates", guards=[TLS], name="certificates")
 async def certificates_page(request: Request) -> Response:
-    return _page(request)
+    return _view(request)
 
 
 async def _upload(form, name: str) -> bytes | None:
@@ -61,7 +61,7 @@ async def _audit(request: Request, event: Event, *, outcome: Outcome = "success"
 @post("/settings/certificates/import", guards=[TLS], name="certificates_import", opt=on_page("/settings/certificates"))
 async def import_certificate(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))  # step-up: sends the browser to /reauth
+    svc.auth.stepup.require_recent_auth(principal(request))  # step-up: sends the browser to /reauth
     form = await request.form()
     hostname = importer.configured_hostname(svc.config.web.hostname, socket.gethostname())
     try:
@@ -72,15 +72,16 @@ async def import_certificate(request: Request) -> Response:
         elif cert is not None and p12 is None:
             bundle = await svc.key_pool.run(importer.from_pem, cert, key, password, hostname=hostname, now=time.time())
         else:
-            raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) or a PKCS#12 file.")
+            raise importer.CertificateImportError("Choose either a PEM certificate file (with its key) "
+                                                  "or a PKCS#12 file.")
         events = await asyncio.to_thread(svc.tls.install_customer, bundle, actor=actor(request), via="ui")
     except OutpostError as exc:
         await _audit(request, Event.TLS_CERT_IMPORT_REFUSED, outcome="failure", details={"reason": exc.message[:300]})
-        return _page(request, message=f"Not imported: {exc.message}", status=400)
+        return _view(request, message=f"Not imported: {exc.message}", status=400)
     if not events:
-        return _page(request, ok="This certificate is already in use; nothing changed. Rollback still restores the "
+        return _view(request, ok="This certificate is already in use; nothing changed. Rollback still restores the "
                                  "certificate that was in use before it.", warnings=bundle.warnings)
-    return _page(request, ok="The certificate is installed; new connections use it now. The previous one is kept for "
+    return _view(request, ok="The certificate is installed; new connections use it now. The previous one is kept for "
                              "rollback.", warnings=bundle.warnings)
 
 
@@ -88,24 +89,24 @@ async def import_certificate(request: Request) -> Response:
       opt=on_page("/settings/certificates"))
 async def rollback(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal(request))
     try:
         await asyncio.to_thread(svc.tls.rollback, actor=actor(request), via="ui")  # audited by the manager
     except OutpostError as exc:
-        return _page(request, message=f"Not rolled back: {exc.message}", status=409)
-    return _page(request, ok="Rolled back: new connections use the previous certificate.")
+        return _view(request, message=f"Not rolled back: {exc.message}", status=409)
+    return _view(request, ok="Rolled back: new connections use the previous certificate.")
 
 
 @post("/settings/certificates/regenerate", guards=[TLS], name="certificates_regenerate",
       opt=on_page("/settings/certificates"))
 async def regenerate(request: Request) -> Response:
     svc = services(request)
-    svc.auth.stepup.require_recent_auth(principal_of(request))
+    svc.auth.stepup.require_recent_auth(principal(request))
     try:
         await asyncio.to_thread(svc.tls.regenerate, actor=actor(request), via="ui")  # audited by the manager
     except OutpostError as exc:
-        return _page(request, message=f"Not regenerated: {exc.message}", status=500)
-    return _page(request, ok="A new local certificate is served (issued by the appliance's own CA).")
+        return _view(request, message=f"Not regenerated: {exc.message}", status=500)
+    return _view(request, ok="A new local certificate is served (issued by the appliance's own CA).")
 
 
 ROUTES = [certificates_page, import_certificate, rollback, regenerate]
