@@ -10,7 +10,8 @@ Browser (ui/) and API (api/) handlers both take these from here instead of reach
   `public` handlers that care use `principal_or_none`;
 - `client(request)`: the client address the security layer settled on (trusted proxies applied);
 - `actor(request)`: the principal as the audit log names it, with that address as the source;
-- `user_agent(request)`: the browser's User-Agent (the auth service bounds what it keeps).
+- `user_agent(request)`: the browser's User-Agent (the auth service bounds what it keeps);
+- `switch_principal(request, who)`: a request that rotated its session answers as the new one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def services(request: ASGIConnection) -> Services:
 
 def principal_or_none(request: ASGIConnection) -> Principal | None:
     return request.scope.get(PRINCIPAL)  # type: ignore[return-value]
+
+
+def switch_principal(request: ASGIConnection, who: Principal) -> None:
+    """Answer the rest of this request as `who`: the session it just rotated to (its CSRF token)."""
+    request.scope[PRINCIPAL] = who  # type: ignore[literal-required]
 
 
 def principal(request: ASGIConnection) -> Principal:

@@ -12,6 +12,7 @@ import re
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from appliance.errors import OutpostError, RateLimitedError
 from appliance.web.guards import NotAuthenticatedError
@@ -92,4 +93,4 @@ def server_error(request: Request, exc: Exception) -> Response:
                           "Something went wrong on the appliance; the error has been logged.")
 
 
-HANDLERS = {OutpostError: outpost_error, HTTPException: http_error, Exception: server_error}
+HANDLERS: ExceptionHandlersMap = {OutpostError: outpost_error, HTTPException: http_error, Exception: server_error}

@@ -8,7 +8,8 @@ from litestar import Request, Response
 from appliance import __version__
 from appliance.clock import iso
 from appliance.tls import EXPIRY_WARNING_DAYS
-from appliance.web.security import CLIENT, PRE_SESSION_COOKIE, PRINCIPAL
+from appliance.web.deps import client, principal_or_none
+from appliance.web.security import PRE_SESSION_COOKIE
 
 NAV = [  # (permission or None for any signed-in user, path, label)
     ("dashboard.view", "/dashboard", "Dashboard"),
@@ -51,11 +52,11 @@ def render(env: Environment, request: Request, template: str, *, status: int = 2
     """Render a page with the principal, its CSRF token and the navigation it may see."""
     from appliance.auth.permissions import allowed
 
-    principal = request.scope.get(PRINCIPAL)
+    principal = principal_or_none(request)
     pre_csrf = request.scope.get("outpost.pre_csrf") or request.cookies.get(PRE_SESSION_COOKIE, "")
     csrf = principal.csrf_token if principal else pre_csrf
     nav = [(path, label) for perm, path, label in NAV
            if principal and (perm is None or allowed(principal.role, perm))]
     html = env.get_template(template).render(principal=principal, csrf_token=csrf, nav=nav, path=request.url.path,
-                                             client=request.scope.get(CLIENT), **context)
+                                             client=client(request), **context)
     return Response(content=html, status_code=status, media_type="text/html")

@@ -136,7 +136,7 @@ class SecurityMiddleware:
             await self._reject(secured, 500, "internal_error", "The appliance could not handle this request.")
 
     async def _http(self, scope, receive, send) -> None:
-        headers = {}
+        headers: dict[bytes, bytes] = {}
         for k, v in scope["headers"]:
             headers.setdefault(k, v)
         static = scope["path"].startswith("/static/")

@@ -17,6 +17,7 @@ from litestar.params import Parameter
 
 from appliance.access.models import ApiKey
 from appliance.auth.permissions import allowed
+from appliance.clock import iso
 from appliance.errors import PermissionDeniedError
 from appliance.web.api.common import when
 from appliance.web.api.proof import Password, TotpCode, proven
@@ -60,8 +61,8 @@ class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 def key_out(key: ApiKey, now: float) -> ApiKeyOut:
     return ApiKeyOut(id=key.id, prefix=key.prefix, name=key.name, role=key.role, owner=key.username,
-                     owner_id=key.user_id, state=key.state(now), created_at=when(key.created_at),
-                     expires_at=when(key.expires_at), revoked_at=when(key.revoked_at),
+                     owner_id=key.user_id, state=key.state(now), created_at=iso(key.created_at),
+                     expires_at=iso(key.expires_at), revoked_at=when(key.revoked_at),
                      last_used_at=when(key.last_used_at), last_used_ip=key.last_used_ip)
 
 

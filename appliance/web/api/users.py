@@ -17,7 +17,8 @@ from litestar.params import Parameter
 
 from appliance.auth.models import SessionInfo, User, UserCreate, UserUpdate
 from appliance.auth.permissions import Role
-from appliance.web.api.common import MAX_ID, when
+from appliance.clock import iso
+from appliance.web.api.common import MAX_ID
 from appliance.web.api.proof import Password, Proof, TotpCode, proven
 from appliance.web.deps import client, principal, services
 from appliance.web.guards import authenticated, permission, writing_key
@@ -75,12 +76,12 @@ class SessionOut(msgspec.Struct, frozen=True, kw_only=True):
 def user_out(u: User, now: float) -> UserOut:
     return UserOut(id=u.id, username=u.username, role=u.role, disabled=u.disabled, locked=u.locked_until > now,
                    must_change_password=u.must_change_password, totp_enabled=u.totp_enabled,
-                   created_at=when(u.created_at))
+                   created_at=iso(u.created_at))
 
 
 def session_out(s: SessionInfo) -> SessionOut:
-    return SessionOut(handle=s.handle, user_id=s.user_id, username=s.username, created_at=when(s.created_at),
-                      last_seen=when(s.last_seen), expires_at=when(s.expires_at), source=s.source,
+    return SessionOut(handle=s.handle, user_id=s.user_id, username=s.username, created_at=iso(s.created_at),
+                      last_seen=iso(s.last_seen), expires_at=iso(s.expires_at), source=s.source,
                       user_agent=s.user_agent)
 
 

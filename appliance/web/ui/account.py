@@ -16,10 +16,9 @@ from litestar import Request, Response, get, post
 from appliance.crypto.totp import TOTPError
 from appliance.errors import ConflictError, RateLimitedError, ValidationError
 from appliance.web.cookies import session_cookie
-from appliance.web.deps import client, principal, services, user_agent
+from appliance.web.deps import client, principal, services, switch_principal, user_agent
 from appliance.web.guards import authenticated
 from appliance.web.redirects import safe_next  # the one rule for `next` (no open redirect)
-from appliance.web.security import PRINCIPAL
 from appliance.web.ui.forms import PENDING, on_page, page, redirect, text
 
 
@@ -114,7 +113,7 @@ async def totp_confirm(request: Request) -> Response:
                                   status=400)
     except RateLimitedError as exc:
         return await _totp_view(request, message=exc.message, status=429)
-    request.scope[PRINCIPAL] = done.session.principal  # render with the new session's CSRF token
+    switch_principal(request, done.session.principal)  # render with the new session's CSRF token
     response = page(request, "account/recovery.html", codes=done.recovery_codes, first=True)
     return with_session(response, done.session)
 

@@ -15,6 +15,7 @@ is sent. Another session's job does not exist for this one.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from litestar import Request, Response, get, post
 from litestar.response import File
@@ -35,7 +36,7 @@ STEP_UP_SECONDS = 5 * 60  # a proof opens the download of its job for this long 
 def _view(request: Request, *, errors: dict | None = None, message: str = "", status: int = 200) -> Response:
     svc = services(request)
     cfg = svc.config.backup
-    scheduled = list_backups(cfg.directory)[::-1] if cfg.directory else []
+    scheduled = list_backups(Path(cfg.directory))[::-1] if cfg.directory else []
     return page(request, "backups/index.html", status=status, errors=errors or {}, message=message, cfg=cfg,
                 scheduled=scheduled, output_dir=str(svc.backups.output_dir()), min_passphrase=MIN_PASSPHRASE)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from litestar import Request, Response
+from litestar.types import ExceptionHandlersMap
 
 from appliance.auth.errors import ReauthRequiredError
 from appliance.errors import OutpostError, ValidationError
@@ -90,4 +91,4 @@ def step_redirect(request: Request, exc: OutpostError) -> Response:
     return redirect("/reauth?next=" + quote(safe_next(return_page(request), "/account"), safe=""))
 
 
-EXCEPTION_HANDLERS = {PendingStepError: step_redirect, ReauthRequiredError: step_redirect}
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {PendingStepError: step_redirect, ReauthRequiredError: step_redirect}

@@ -142,11 +142,11 @@ async def add_check(request: Request, device_id: int) -> Response:
     values = {}
     try:
         values = {k: text(form, k) for k in ("name", "command", "expect_exit", "expect_regex", "timeout", "output_cap")}
-        errors = {}
+        errors: dict[str, str] = {}
         expect_exit = _int(values["expect_exit"], "expect_exit", errors, allow_empty=True, lo=0, hi=255)
         timeout = _int(values["timeout"] or "10", "timeout", errors, lo=1, hi=300)
         cap = _int(values["output_cap"] or "65536", "output_cap", errors, lo=1024, hi=1 << 20)
-        if errors:
+        if errors or timeout is None or cap is None:  # None only with an error recorded
             raise ValidationError("The check is not valid.", details=errors)
         await _probe(request).add_check(device_id, name=values["name"], command=values["command"],
                                         expect_exit=expect_exit, expect_regex=values["expect_regex"] or None,
