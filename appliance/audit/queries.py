@@ -90,10 +90,6 @@ def iter_records(conn, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tu
         yield rows
 
 
-def list_actions(conn) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY action")]
-
-
 def list_records_before(conn, f: AuditFilter, *, limit: int, before: int | None = None) -> list[AuditRecord]:
     """Newest first, keyset-paginated: records with seq < before (API cursor; stable under inserts)."""
     where, args = _where(f)
