@@ -11,7 +11,7 @@ record; a step that finds a conflict raises, and the caller's job then rolls bac
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,11 +25,14 @@ from appliance.devices.errors import DeviceNotFoundError
 from appliance.devices.models import CredentialFields, Device, DeviceFields, PinMode
 from appliance.errors import ValidationError
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
+
 _PIN_EVENTS = {"tofu": Event.DEVICE_HOSTKEY_PIN, "preset": Event.DEVICE_HOSTKEY_PRESET,
                "review": Event.DEVICE_HOSTKEY_REPIN}
 
 
-def require_device(conn: Any, device_id: int) -> Device:
+def require_device(conn: Connection, device_id: int) -> Device:
     """The device row, or DeviceNotFoundError."""
     device = queries.get_device(conn, device_id)
     if device is None:
@@ -45,7 +48,7 @@ def details(fields: DeviceFields) -> dict:
             "preset_fingerprint": fields.preset_fingerprint}
 
 
-def insert_device(conn: Any, fields: DeviceFields, *, actor: Actor, now: float, can_approve: bool) -> int:
+def insert_device(conn: Connection, fields: DeviceFields, *, actor: Actor, now: float, can_approve: bool) -> int:
     """Store a checked device with its tags and preset pin; audited; its binding settled (binding.py)."""
     device_id = queries.insert_device(
         conn, name=fields.name, address=fields.address, port=fields.port, poll_interval=fields.poll_interval,
@@ -62,7 +65,7 @@ def insert_device(conn: Any, fields: DeviceFields, *, actor: Actor, now: float, 
     return device_id
 
 
-def insert_credential(conn: Any, vault_key: bytes, clean: CredentialFields, facts: KeyFacts, *, actor: Actor,
+def insert_credential(conn: Connection, vault_key: bytes, clean: CredentialFields, facts: KeyFacts, *, actor: Actor,
                       now: float) -> int:
     """Store a checked credential, its secret sealed to its own row; audited without the secret."""
     if queries.get_credential_id_by_name(conn, clean.name) is not None:
@@ -79,7 +82,7 @@ def insert_credential(conn: Any, vault_key: bytes, clean: CredentialFields, fact
     return cred_id
 
 
-def attach_credential(conn: Any, vault_key: bytes, fields: DeviceFields,
+def attach_credential(conn: Connection, vault_key: bytes, fields: DeviceFields,
                       checked: tuple[CredentialFields, KeyFacts] | None, *, actor: Actor, now: float) -> DeviceFields:
     """Store a credential entered together with a device (checked already), under a name no other
     credential has, and point the device at it; `fields` unchanged when there is none."""
@@ -91,7 +94,7 @@ def attach_credential(conn: Any, vault_key: bytes, fields: DeviceFields,
     return msgspec.structs.replace(fields, credential_id=cred_id)
 
 
-def free_credential_name(conn: Any, wanted: str) -> str:
+def free_credential_name(conn: Connection, wanted: str) -> str:
     """`wanted`, or "wanted (2)", "wanted (3)"... whichever no credential has yet."""
     name = wanted
     for n in range(2, 50):
@@ -101,7 +104,7 @@ def free_credential_name(conn: Any, wanted: str) -> str:
     return name
 
 
-def pin(conn: Any, device_id: int, key_line: str, *, actor: Actor, mode: PinMode, now: float,
+def pin(conn: Connection, device_id: int, key_line: str, *, actor: Actor, mode: PinMode, now: float,
         previous: str | None) -> str:
     """Pin `key_line` as the device's host key; audited with its SHA256 fingerprint, which is returned."""
     fingerprint = sshkeys.fingerprint_of_key_line(key_line)
@@ -111,7 +114,7 @@ def pin(conn: Any, device_id: int, key_line: str, *, actor: Actor, mode: PinMode
     return fingerprint
 
 
-def reference_errors(conn: Any, fields: DeviceFields, device_id: int | None) -> dict[str, str]:
+def reference_errors(conn: Connection, fields: DeviceFields, device_id: int | None) -> dict[str, str]:
     """What the fields name that the database refuses: a taken name, a credential that is gone."""
     errors = {}
     other = queries.get_device_id_by_name(conn, fields.name)
@@ -122,7 +125,7 @@ def reference_errors(conn: Any, fields: DeviceFields, device_id: int | None) -> 
     return errors
 
 
-def update_device(conn: Any, device_id: int, before: Device, fields: DeviceFields, *, actor: Actor, now: float,
+def update_device(conn: Connection, device_id: int, before: Device, fields: DeviceFields, *, actor: Actor, now: float,
                   can_approve: bool) -> None:
     """Write a checked change to a device: its row, tags, audit record, preset pin and binding."""
     queries.update_device(conn, device_id, name=fields.name, address=fields.address, port=fields.port,

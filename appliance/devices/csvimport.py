@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -45,6 +45,9 @@ REQUIRED = ("name", "address")
 OPTIONAL = ("port", "tags", "poll_interval", "enabled", "notes", "legacy_algorithms", "host_key", "credential",
             "username", "password", "private_key", "passphrase")
 COLUMNS = REQUIRED + OPTIONAL
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection, Database
 
 
 class _Row(msgspec.Struct, frozen=True):
@@ -174,7 +177,7 @@ def _row(cells: dict[str, str], line: int) -> tuple[dict[str, str], _Row]:
 
 def _write(vault_key: bytes, rows: list[_Row], errors: list[ImportRowError], count: int, actor: Actor, now: float,
            can_approve: bool):
-    def job(conn: Any) -> tuple[ImportResult, list[int]]:
+    def job(conn: Connection) -> tuple[ImportResult, list[int]]:
         found = list(errors)
         for row in rows:
             problems = {}
@@ -209,7 +212,7 @@ def _write(vault_key: bytes, rows: list[_Row], errors: list[ImportRowError], cou
     return job
 
 
-async def run(db: Any, vault_key: bytes, data: bytes, *, actor: Actor, now: float,
+async def run(db: Database, vault_key: bytes, data: bytes, *, actor: Actor, now: float,
               can_approve: bool) -> tuple[ImportResult, list[int]]:
     """Import `data` (all rows or none); returns the result and the ids of the devices added."""
     text, refusal = decode(data)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -59,9 +59,12 @@ from appliance.errors import ConflictError, ValidationError
 log = logging.getLogger(__name__)
 _Checked = tuple[CredentialFields, KeyFacts] | None  # a new credential entered with a device, checked
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Database
+
 
 class DeviceService:
-    def __init__(self, db: Any, vault_key: bytes, clock: Clock, key_pool: KeyPool | None = None) -> None:
+    def __init__(self, db: Database, vault_key: bytes, clock: Clock, key_pool: KeyPool | None = None) -> None:
         self.db = db
         self._key = vault_key
         self.clock = clock

@@ -8,7 +8,7 @@ approval (binding.py) gets no secret: its credential is not even opened.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from appliance.crypto import vault
 from appliance.devices import queries
@@ -17,8 +17,11 @@ from appliance.devices.models import Device, DeviceSecret, ProbeTarget
 
 log = logging.getLogger("appliance.devices.service")  # the logger these records always had
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
 
-def probe_targets(conn: Any, vault_key: bytes, devices: list[Device]) -> list[ProbeTarget]:
+
+def probe_targets(conn: Connection, vault_key: bytes, devices: list[Device]) -> list[ProbeTarget]:
     """The devices as probe targets; each credential shared by several devices is opened once."""
     opened: dict[int, DeviceSecret | None] = {}
     out = []
@@ -35,7 +38,7 @@ def probe_targets(conn: Any, vault_key: bytes, devices: list[Device]) -> list[Pr
     return out
 
 
-def _open(conn: Any, vault_key: bytes, credential_id: int) -> DeviceSecret | None:
+def _open(conn: Connection, vault_key: bytes, credential_id: int) -> DeviceSecret | None:
     row = queries.get_sealed_secret(conn, credential_id)
     if row is None:
         return None
