@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psutil
 
+from appliance.access.allowlist import AllowList
+from appliance.access.apikeys import ApiKeyService
 from appliance.audit import log as audit
 from appliance.audit.events import Event
 from appliance.audit.models import Actor, Outcome
 from appliance.audit.service import AuditService, record_migration
-from appliance.access.allowlist import AllowList
-from appliance.access.apikeys import ApiKeyService
-from appliance.auth.service import AuthService
 from appliance.auth import permissions
+from appliance.auth.service import AuthService
 from appliance.clock import Clock, SystemClock
 from appliance.config import Config
 from appliance.crypto import keyfile
@@ -41,6 +41,7 @@ from appliance.tls import rekey as tls_rekey
 from appliance.tls.manager import TLSAudit, TLSManager
 from appliance.updates import verify as update_verify
 from appliance.updates.service import UpdateService
+
 
 class DataDirError(OutpostError):
     code = "data_dir"
@@ -160,7 +161,8 @@ class Services:
                                      app_version=__version__)
         self.setup_code_file = self.paths.setup_code
         names = local_names(cfg.web.hostname)
-        self.allowed_hosts = names | {h.lower() for h in cfg.web.allowed_hosts} | {s.lower() for s in self.tls.info().leaf_sans}
+        self.allowed_hosts = (names | {h.lower() for h in cfg.web.allowed_hosts}
+                              | {s.lower() for s in self.tls.info().leaf_sans})
         self.licences = licences.bundled()
         # Inventory and the SSH credential vault (DEV-1..4); the probe subscribes to its changes.
         # Uploaded keys are parsed on their own bounded pool (issue 11, finding 8).
@@ -170,15 +172,16 @@ class Services:
         self.allowlist = AllowList(self.db, self.clock)
         # /metrics (PLAT-6): callables returning [(name, type, help, labels dict, value)]; append to add metrics.
         self.metric_sources: list = []
-        self.metric_sources.append(lambda: [("outpost_password_checks_refused_total", "counter",
-                                             "Sign-in password checks refused at once because the hashing queue was full.",
-                                             {}, self.hasher.refused)])
+        self.metric_sources.append(lambda: [(
+            "outpost_password_checks_refused_total", "counter",
+            "Sign-in password checks refused at once because the hashing queue was full.", {}, self.hasher.refused)])
         # SSH probe (PROBE-1..6): built here, started only by `serve` (cli._serve) inside its event loop.
         self.probe_runner = Runner(policy_from(cfg.probe), self.devices, self.clock)
         self.probe = ProbeService(self.db, self.clock, cfg.probe, self.probe_runner, self.devices)
         self.probe_scheduler = Scheduler(self.probe, self.probe_runner, self.devices,
                                          max_concurrency=cfg.probe.max_concurrency,
-                                         jitter=cfg.probe.jitter_percent / 100, backoff_max=cfg.probe.backoff_max_seconds)
+                                         jitter=cfg.probe.jitter_percent / 100,
+                                         backoff_max=cfg.probe.backoff_max_seconds)
         self.metric_sources.append(self.probe_scheduler.metric_samples)
         self.devices.status_provider = self.probe.statuses  # device list shows probe status
         # Signed updates and the integrity self-check (UPD-1..4); the check runs now and on demand.

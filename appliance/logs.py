@@ -19,7 +19,7 @@ _encode = msgspec.json.Encoder().encode
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": iso(record.created), "level": record.levelname.lower(), "logger": record.name,
+        entry: dict[str, object] = {"ts": iso(record.created), "level": record.levelname.lower(), "logger": record.name,
                  "msg": record.getMessage()}
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

@@ -147,9 +147,7 @@ def check_private_key_pem(data: bytes) -> None:
             raise KeyFileError(_UNREADABLE) from None
         if label == b"OPENSSH PRIVATE KEY":
             check_openssh(blob)
-        elif label == b"ENCRYPTED PRIVATE KEY":
-            check_pkcs8(blob)
-        elif _looks_encrypted_pkcs8(blob):
+        elif label == b"ENCRYPTED PRIVATE KEY" or _looks_encrypted_pkcs8(blob):
             check_pkcs8(blob)
 
 

@@ -27,8 +27,8 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.crypto import kdf
 from appliance.errors import OutpostError

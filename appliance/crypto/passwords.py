@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import threading
@@ -38,10 +39,9 @@ _MAX_SOURCES = 10_000
 
 def _lower_priority() -> None:
     """Hash threads yield the CPU to the event loop: a login flood must not starve pages."""
-    try:
+    # AttributeError/OSError: not Linux, or not permitted: hashing still works, only less politely
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass  # not Linux, or not permitted: hashing still works, only less politely
 
 
 class HashQueueFullError(RateLimitedError):
@@ -61,7 +61,8 @@ class PasswordHasher:
         """`max_wait_seconds` None: no time bound (command-line use, which hashes synchronously)."""
         self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
                               hash_len=32, salt_len=16, type=Type.ID)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2", initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2",
+                                        initializer=_lower_priority)
         self._concurrency = concurrency
         self._waiting_limit = max_waiting  # checks queued for a thread (running ones not counted)
         self._max_wait = max_wait_seconds
@@ -106,7 +107,7 @@ class PasswordHasher:
         # A newcomer is let in while no other newcomer is ahead, however long the hashes take:
         # otherwise a flood that slows hashing down would shut every newcomer out.
         unbounded = self._max_wait is None or (newcomer and not self._queues[0])
-        bound = math.inf if unbounded else self._max_wait
+        bound = math.inf if unbounded or self._max_wait is None else self._max_wait
         if waiting >= self._waiting_limit or self.expected_wait(newcomer=newcomer) > bound:
             self.refused += 1
             raise HashQueueFullError(retry_after=max(1, math.ceil(self.expected_wait())))
@@ -149,10 +150,8 @@ class PasswordHasher:
 
     def _check(self, stored: str | None, password: str) -> tuple[bool, bool]:
         if stored is None:
-            try:
+            with contextlib.suppress(VerificationError):  # same work as a real check, result ignored
                 self._argon.verify(self._dummy, password)
-            except VerificationError:
-                pass
             return False, False
         try:
             self._argon.verify(stored, password)

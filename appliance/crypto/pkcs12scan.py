@@ -16,6 +16,7 @@ was checked; the password and the plaintext never reach a message.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, padding
@@ -33,7 +34,9 @@ SAFE_CONTENTS_BAG = "1.2.840.113549.1.12.10.1.6"
 _PBE_3DES = {"1.2.840.113549.1.12.1.3": 24, "1.2.840.113549.1.12.1.4": 16}  # 3-key, 2-key
 _CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24, "2.16.840.1.101.3.4.1.42": 32,
         "1.2.840.113549.3.7": 24}  # AES-128/192/256-CBC, DES-EDE3-CBC: key bytes
-_PRF = {"1.2.840.113549.2.7": hashes.SHA1, "1.2.840.113549.2.8": hashes.SHA224, "1.2.840.113549.2.9": hashes.SHA256,
+# PBKDF2 PRF OID -> hash constructor (a callable, so the type checker accepts the concrete classes)
+_PRF: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+        "1.2.840.113549.2.7": hashes.SHA1, "1.2.840.113549.2.8": hashes.SHA224, "1.2.840.113549.2.9": hashes.SHA256,
         "1.2.840.113549.2.10": hashes.SHA384, "1.2.840.113549.2.11": hashes.SHA512}
 _LEGACY = "The PKCS#12 file protects part of its content with a legacy cipher (RC2 or RC4, e.g. \"openssl pkcs12 " \
           "-legacy\"), which the appliance does not open. Export it again with AES (OpenSSL 3's default; Windows: " \
@@ -121,12 +124,13 @@ def _pbes2(params: der.Element, password: bytes):
     kdf_oid, kp = kdf.child(0).oid(), kdf.children()[1]
     salt = kp.child(0).octets()
     if kdf_oid == PBKDF2:
-        prf = hashes.SHA1
+        prf: Callable[[], hashes.HashAlgorithm] = hashes.SHA1
         for extra in kp.children()[2:]:
             if extra.is_(der.SEQUENCE):
-                prf = _PRF.get(extra.child(0).oid())
-                if prf is None:
+                named = _PRF.get(extra.child(0).oid())
+                if named is None:
                     raise KeyFileError("The PKCS#12 file uses an unsupported key-derivation hash.")
+                prf = named
         key = PBKDF2HMAC(algorithm=prf(), length=length, salt=salt, iterations=kp.child(1).integer()).derive(password)
     elif kdf_oid == SCRYPT:
         key = Scrypt(salt=salt, length=length, n=kp.child(1).integer(), r=kp.child(2).integer(),

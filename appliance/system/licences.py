@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from importlib import metadata, resources
+from importlib.metadata import PackageMetadata
 
 import msgspec
 
@@ -20,11 +21,17 @@ class Licence(msgspec.Struct, frozen=True, kw_only=True):
     licence: str
 
 
+def _first(meta: PackageMetadata, name: str) -> str:
+    """The first value of a metadata field, "" when absent (what Message.get gave, minus the None)."""
+    values = meta.get_all(name)
+    return str(values[0]) if values else ""
+
+
 def _from_metadata() -> list[Licence]:
     found = []
     for dist in metadata.distributions():
         meta = dist.metadata
-        licence = meta.get("License-Expression") or meta.get("License") or ""
+        licence = _first(meta, "License-Expression") or _first(meta, "License")
         if not licence or len(licence) > 80:
             classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or []
                            if c.startswith("License ::")]
