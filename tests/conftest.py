@@ -193,15 +193,29 @@ class Appliance:
         with self.client() as client:
             assert do_setup(client, self.setup_code()).status_code == 303
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """SIGTERM the server. wait=False (fixture teardown): do not wait for its graceful exit
+        here; the session reaps it at the end (see `_reap_stopping_appliances`)."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+            if not wait:
+                _STOPPING.append(self)
+                return
+            self.reap()
         self._log.close()
+
+    def reap(self) -> None:
+        """Wait for the exit (15 s, then SIGKILL)."""
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self._log.close()
+
+
+# Servers stopped by fixtures finish their graceful shutdown (about 0.4 s) while the next test runs.
+_STOPPING: list[Appliance] = []
 
 
 def csrf_of(html: str) -> str:
@@ -223,6 +237,14 @@ def do_login(client: httpx.Client, username: str = ADMIN, password: str = ADMIN_
 
 # ---- fixtures: a real server ----------------------------------------------------------------------
 
+@pytest.fixture(scope="session", autouse=True)
+def _reap_stopping_appliances() -> Iterator[None]:
+    yield
+    for app in _STOPPING:
+        app.reap()
+
+
+
 @pytest.fixture(scope="module")
 def appliance_config() -> str:
     return FAST_HASH_CONFIG
@@ -232,7 +254,7 @@ def appliance_config() -> str:
 def appliance(tmp_path: Path, appliance_config: str) -> Iterator[Appliance]:
     app = Appliance(tmp_path / "data", config=appliance_config)
     yield app
-    app.stop()
+    app.stop(wait=False)
 
 
 @pytest.fixture
@@ -251,7 +273,7 @@ def shared_appliance(tmp_path_factory: pytest.TempPathFactory, appliance_config:
         app.set_up()
         yield app
     finally:
-        app.stop()
+        app.stop(wait=False)
 
 
 @pytest.fixture(scope="module")

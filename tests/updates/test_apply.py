@@ -11,13 +11,12 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG, ROOT, do_login, do_setup, free_port
+from tests.conftest import ADMIN, ADMIN_PASSWORD, FAST_HASH_CONFIG, ROOT, do_login, do_setup, free_port, wait_until
 
 from . import kit
 
@@ -89,12 +88,9 @@ class Rig:
         """Wait until no update is in flight (state.json read directly: cheaper than the CLI)."""
         from appliance.updates import slots
         layout = slots.Layout(self.install)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if layout.state().phase == "idle":
-                return self.cli("update", "status").stdout
-            time.sleep(0.2)
-        raise AssertionError(f"update never settled:\n{(self.tmp / 'launcher.log').read_text()}")
+        if not wait_until(lambda: layout.state().phase == "idle", timeout, interval=0.2):
+            raise AssertionError(f"update never settled:\n{(self.tmp / 'launcher.log').read_text()}")
+        return self.cli("update", "status").stdout
 
     def audit_actions(self) -> list[str]:
         out = subprocess.run([sys.executable, "-m", "appliance", "audit", "export", "--format", "jsonl", "--data-dir",
@@ -107,16 +103,15 @@ class Rig:
                             headers={"Origin": self.url})
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             try:
                 with self.client() as c:
-                    if c.get("/healthz").status_code == 200:
-                        return
+                    return c.get("/healthz").status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("appliance not healthy:\n" + (self.tmp / "launcher.log").read_text())
+                return False
+
+        if not wait_until(healthy, timeout, interval=0.2):
+            raise AssertionError("appliance not healthy:\n" + (self.tmp / "launcher.log").read_text())
 
 
 @pytest.fixture
