@@ -65,7 +65,8 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
 
 def cpu_percent(prev: Metrics | None, cur: Metrics) -> float | None:
     """CPU busy % between two samples; None without a usable previous sample."""
-    if prev is None or None in (prev.cpu_busy, prev.cpu_total, cur.cpu_busy, cur.cpu_total):
+    if (prev is None or prev.cpu_busy is None or prev.cpu_total is None or cur.cpu_busy is None
+            or cur.cpu_total is None):
         return None
     d_total, d_busy = cur.cpu_total - prev.cpu_total, cur.cpu_busy - prev.cpu_busy
     if d_total <= 0 or d_busy < 0:
@@ -104,7 +105,7 @@ def _loadavg(lines: list[str]) -> dict:
     values = [float(x) for x in parts[:3]]
     if len(values) != 3 or any(not 0 <= v < 1e6 for v in values):
         raise ValueError("bad loadavg")
-    return dict(zip(("load1", "load5", "load15"), values))
+    return dict(zip(("load1", "load5", "load15"), values, strict=True))
 
 
 def _meminfo(lines: list[str]) -> dict:

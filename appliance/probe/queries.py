@@ -140,7 +140,8 @@ def upsert_rollups(conn, width: int, since: float, until: float) -> int:
     cur = conn.execute(
         "INSERT OR REPLACE INTO probe_rollups (device_id, width, bucket, samples, latency_ms, cpu, memory, disk, load1)"
         " SELECT device_id, ?, CAST(ts / ? AS INTEGER) * ?, COUNT(*), AVG(latency_ms), AVG(cpu), AVG(memory),"
-        " AVG(disk), AVG(load1) FROM probe_samples WHERE ts >= ? AND ts < ? GROUP BY device_id, CAST(ts / ? AS INTEGER)",
+        " AVG(disk), AVG(load1) FROM probe_samples WHERE ts >= ? AND ts < ?"
+        " GROUP BY device_id, CAST(ts / ? AS INTEGER)",
         (width, width, width, since, until, width))
     return cur.rowcount
 
@@ -173,7 +174,8 @@ def count_checks(conn, device_id: int) -> int:
 
 
 def check_name_taken(conn, device_id: int, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM probe_checks WHERE device_id = ? AND name = ?", (device_id, name)).fetchone() is not None
+    row = conn.execute("SELECT 1 FROM probe_checks WHERE device_id = ? AND name = ?", (device_id, name)).fetchone()
+    return row is not None
 
 
 def insert_check(conn, device_id: int, name: str, command: str, expect_exit: int | None, expect_regex: str | None,

@@ -13,12 +13,21 @@ import asyncio
 import time
 
 from appliance.audit.models import Actor
+from appliance.clock import Clock
 from appliance.probe import metrics, patterns
-from appliance.probe.models import CheckOutcome, PollResult
+from appliance.probe.models import CheckOutcome, PollResult, Status
 from appliance.ssh import keys
 from appliance.ssh.connect import Credential, Endpoint, Policy, Session, open_session, tcp_check
-from appliance.ssh.errors import (AuthFailedError, BindingPendingError, CommandError, HostKeyMismatchError,
-                                  InvalidKeyError, SSHError, TargetRefusedError, UnreachableError)
+from appliance.ssh.errors import (
+    AuthFailedError,
+    BindingPendingError,
+    CommandError,
+    HostKeyMismatchError,
+    InvalidKeyError,
+    SSHError,
+    TargetRefusedError,
+    UnreachableError,
+)
 
 PENDING = ("The credential binding awaits an admin's approval: reachability only, nothing secret is sent "
            "to this address until an admin approves it.")
@@ -31,9 +40,8 @@ def _identity(target) -> tuple:
             (cred.username, cred.password, cred.private_key, cred.passphrase) if cred else None)
 
 
-def _status_of(exc: SSHError) -> str:
-    if isinstance(exc, BindingPendingError):
-        return "awaiting approval"  # on-demand runs only: polls of such devices never try to log in
+def _status_of(exc: SSHError) -> Status:
+    """The device status a failed poll reports."""
     if isinstance(exc, HostKeyMismatchError):
         return "host key changed"
     if isinstance(exc, AuthFailedError):
@@ -43,8 +51,15 @@ def _status_of(exc: SSHError) -> str:
     return "down"
 
 
+def _run_status(exc: SSHError) -> str:
+    """The status an on-demand test or command reports: a poll's, or "awaiting approval" (never a poll's)."""
+    if isinstance(exc, BindingPendingError):
+        return "awaiting approval"  # on-demand runs only: polls of such devices never try to log in
+    return _status_of(exc)
+
+
 class Runner:
-    def __init__(self, policy: Policy, devices, clock) -> None:
+    def __init__(self, policy: Policy, devices, clock: Clock) -> None:
         self.policy = policy
         self.devices = devices
         self.clock = clock
@@ -129,8 +144,8 @@ class Runner:
                                             "Host key changed; waiting for an operator to review and re-pin.")
         if target.credential is None:
             self.drop(target.device_id)  # e.g. a held connection from before the binding went pending
-            return await self._reachability(target, now, None,
-                                            PENDING if target.binding_pending else "No credential set: reachability only.")
+            message = PENDING if target.binding_pending else "No credential set: reachability only."
+            return await self._reachability(target, now, None, message)
         try:
             session, reused = await self.session_for(target)
             result = await session.run(metrics.METRICS_COMMAND)
@@ -169,7 +184,7 @@ class Runner:
                                  for d in parsed.disks],
                           checks=outcomes)
 
-    async def _reachability(self, target, now: float, status: str | None, message: str) -> PollResult:
+    async def _reachability(self, target, now: float, status: Status | None, message: str) -> PollResult:
         try:
             ms = await tcp_check(target.address, target.port, self.policy)
         except UnreachableError as exc:
@@ -211,21 +226,22 @@ class Runner:
 
     async def test(self, target) -> dict:
         """Connectivity test on a new connection (not the poller's): each step and its result."""
-        report = {"ok": False, "steps": []}
+        steps: list[tuple[str, bool, str]] = []
+        report: dict[str, object] = {"ok": False, "steps": steps}
         try:
             ms = await tcp_check(target.address, target.port, self.policy)
-            report["steps"].append(("TCP connect", True, f"{ms:.1f} ms"))
+            steps.append(("TCP connect", True, f"{ms:.1f} ms"))
             started = time.monotonic()
             session = await self._fresh(target)
-            report["steps"].append(("SSH login", True, f"{(time.monotonic() - started) * 1000:.0f} ms, host key "
+            steps.append(("SSH login", True, f"{(time.monotonic() - started) * 1000:.0f} ms, host key "
                                     f"{keys.fingerprint(session.host_key)}"))
             result = await session.run("echo outpost-ok", timeout=self.policy.command_timeout)
             await session.wait_closed()
             ok = b"outpost-ok" in result.output
-            report["steps"].append(("Run a command", ok, "ok" if ok else "unexpected output"))
+            steps.append(("Run a command", ok, "ok" if ok else "unexpected output"))
             report["ok"] = ok
         except (SSHError, InvalidKeyError) as exc:
-            report["steps"].append((_status_of(exc), False, exc.message))
+            steps.append((_run_status(exc), False, exc.message))
             if isinstance(exc, TargetRefusedError):
                 report["refused"] = exc.message
         return report
@@ -239,7 +255,7 @@ class Runner:
             finally:
                 await session.wait_closed()
         except (SSHError, InvalidKeyError) as exc:
-            return {"ok": False, "error": exc.message, "status": _status_of(exc), "output": "", "exit_status": None,
+            return {"ok": False, "error": exc.message, "status": _run_status(exc), "output": "", "exit_status": None,
                     "truncated": False, "refused": exc.message if isinstance(exc, TargetRefusedError) else ""}
         return {"ok": result.exit_status == 0, "error": "", "output": result.output.decode("utf-8", "replace"),
                 "exit_status": result.exit_status, "truncated": result.truncated,

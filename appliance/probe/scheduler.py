@@ -18,6 +18,7 @@ import logging
 import random
 import time
 
+from appliance.devices.models import ProbeTarget
 from appliance.probe.models import PollResult
 
 log = logging.getLogger("outpost.probe")
@@ -35,7 +36,7 @@ class Scheduler:
         self.max_concurrency = max_concurrency
         self.jitter = jitter
         self.backoff_max = backoff_max
-        self._targets: dict[int, object] = {}
+        self._targets: dict[int, ProbeTarget] = {}
         self._heap: list[tuple[float, int]] = []
         self._due: dict[int, float] = {}
         self._failures: dict[int, int] = {}
@@ -160,7 +161,7 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _poll(self, target) -> None:
+    async def _poll(self, target: ProbeTarget) -> None:
         device_id = target.device_id
         try:
             checks = await self.service.checks(device_id)

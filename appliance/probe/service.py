@@ -8,16 +8,31 @@ automatically, operators acknowledge them (audited). Retention: raw samples 48 h
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from appliance.audit.events import Event
 from appliance.audit.models import Actor, Outcome
 from appliance.audit.service import AuditService
+from appliance.clock import Clock
 from appliance.config import ProbeConfig
 from appliance.errors import NotFoundError, ValidationError
 from appliance.probe import patterns, queries
-from appliance.probe.models import (BAD_STATUSES, RANGES, Alert, Check, DeviceStatus, PollResult, ProbeEvent, Series,
-                                    Thresholds)
+from appliance.probe.models import (
+    BAD_STATUSES,
+    RANGES,
+    Alert,
+    Check,
+    DeviceStatus,
+    PollResult,
+    ProbeEvent,
+    Series,
+    Thresholds,
+)
 from appliance.ssh.connect import Policy
 from appliance.ssh.targets import TargetPolicy
+
+if TYPE_CHECKING:  # the store is handed in at run time; imported for the annotation only
+    from appliance.store.connection import Database
 
 
 def policy_from(config: ProbeConfig) -> Policy:
@@ -34,7 +49,7 @@ MAX_CHECKS = 20  # per device: each one runs on every poll
 
 
 class ProbeService:
-    def __init__(self, db, clock, config: ProbeConfig, runner=None, devices=None) -> None:
+    def __init__(self, db: Database, clock: Clock, config: ProbeConfig, runner=None, devices=None) -> None:
         self.db = db
         self.clock = clock
         self.audit = AuditService(db, clock)
@@ -55,7 +70,8 @@ class ProbeService:
         old = previous[0] if previous else "unknown"
         since = previous[1] if previous and old == result.status else result.ts
         queries.upsert_state(conn, result, since)
-        if result.refused and (old != result.status or previous[2] != result.message[:500]):
+        reason_changed = previous is not None and previous[2] != result.message[:500]
+        if result.refused and (old != result.status or reason_changed):
             # audited once per refusal reason, not on every poll
             self.audit.record(conn, Event.PROBE_TARGET_REFUSED, ts=result.ts, actor=Actor.system(), outcome="denied",
                          target=f"device:{result.device_id}", details={"reason": result.message[:300]})
@@ -91,16 +107,17 @@ class ProbeService:
             if kind in ("cpu", "memory", "disk") and not up:
                 continue  # no fresh figure: neither open nor resolve
             open_id = queries.get_open_alert(conn, r.device_id, kind)
-            if active and open_id is None:
-                alert_id = queries.insert_alert(conn, r.device_id, kind, message, value, r.ts)
-                self.audit.record(conn, Event.PROBE_ALERT_OPEN, ts=r.ts, actor=Actor.system(),
-                             target=f"device:{r.device_id}", details={"alert": alert_id, "kind": kind})
+            if open_id is None:
+                if active:
+                    alert_id = queries.insert_alert(conn, r.device_id, kind, message, value, r.ts)
+                    self.audit.record(conn, Event.PROBE_ALERT_OPEN, ts=r.ts, actor=Actor.system(),
+                                      target=f"device:{r.device_id}", details={"alert": alert_id, "kind": kind})
             elif active:
                 queries.update_alert_value(conn, open_id, value)
-            elif open_id is not None:
+            else:
                 queries.resolve_alert(conn, open_id, r.ts)
                 self.audit.record(conn, Event.PROBE_ALERT_RESOLVE, ts=r.ts, actor=Actor.system(),
-                             target=f"device:{r.device_id}", details={"alert": open_id, "kind": kind})
+                                  target=f"device:{r.device_id}", details={"alert": open_id, "kind": kind})
 
     # --- reading ------------------------------------------------------------------------
 
@@ -152,7 +169,7 @@ class ProbeService:
             rows = await self.db.read(lambda conn: queries.list_rollups(conn, device_id, width, since))
         else:
             rows = await self.db.read(lambda conn: queries.list_raw(conn, device_id, since))
-        cols = list(zip(*rows)) if rows else [[], [], [], [], []]
+        cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
         return Series(range=range_name, width=width, ts=list(cols[0]), latency_ms=list(cols[1]), cpu=list(cols[2]),
                       memory=list(cols[3]), disk=list(cols[4]))
 
