@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT
 
 from . import kit
-from .test_apply import Rig
+from .rig import Rig
 
 pytestmark = pytest.mark.binary
 
