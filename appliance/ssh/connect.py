@@ -16,13 +16,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import asyncssh
 import msgspec
 
 from appliance.ssh import keys
-from appliance.ssh.errors import (AuthFailedError, CommandError, CommandTimeoutError, HandshakeError,
-                                  HostKeyMismatchError, TargetRefusedError, UnreachableError)
+from appliance.ssh.errors import (
+    AuthFailedError,
+    CommandError,
+    CommandTimeoutError,
+    HandshakeError,
+    HostKeyMismatchError,
+    TargetRefusedError,
+    UnreachableError,
+)
 from appliance.ssh.targets import TargetPolicy
 
 MODERN_KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org",
@@ -225,7 +233,7 @@ async def open_session(endpoint: Endpoint, credential: Credential, policy: Polic
     sock, tcp_ms = await _tcp(endpoint.address, endpoint.port, policy.connect_timeout, policy.targets)
     client = _Client(tofu=endpoint.host_key is None, preset_fingerprint=endpoint.preset_fingerprint)
     trusted = [keys.load_public_key(endpoint.host_key)] if endpoint.host_key else []
-    options = dict(
+    options: dict[str, Any] = dict(
         known_hosts=(trusted, [], []),  # explicit trust list: checking is never off
         config=None, agent_path=None, client_keys=[credential.private_key] if credential.private_key else None,
         password=credential.password, preferred_auth=("publickey", "password", "keyboard-interactive"),
@@ -242,7 +250,8 @@ async def open_session(endpoint: Endpoint, credential: Credential, policy: Polic
         sock.close()
         raise HandshakeError("The device accepted TCP but did not complete SSH in time.") from None
     except asyncssh.PermissionDenied:
-        raise AuthFailedError("The device refused the credential.", presented=client.presented or endpoint.host_key) from None
+        raise AuthFailedError("The device refused the credential.",
+                              presented=client.presented or endpoint.host_key) from None
     except asyncssh.HostKeyNotVerifiable:
         if client.presented and (endpoint.host_key or endpoint.preset_fingerprint):
             raise HostKeyMismatchError(client.presented) from None
@@ -251,4 +260,7 @@ async def open_session(endpoint: Endpoint, credential: Credential, policy: Polic
         sock.close()
         raise HandshakeError(f"SSH handshake failed ({type(exc).__name__}).") from None
     presented = client.presented or endpoint.host_key
+    if presented is None:  # not reached: asyncssh matched the pinned key, or the TOFU callback captured one
+        conn.close()
+        raise HandshakeError("The device's host key could not be verified.")
     return Session(conn, client, presented, tcp_ms, policy)

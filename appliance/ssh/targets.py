@@ -53,7 +53,7 @@ class TargetPolicy(msgspec.Struct, frozen=True, kw_only=True):
     allow_loopback: bool = False
     endpoints: frozenset[tuple[str, int]] = frozenset()  # (ip, port) always allowed: the demo fleet
 
-    def with_endpoints(self, pairs) -> "TargetPolicy":
+    def with_endpoints(self, pairs) -> TargetPolicy:
         """This policy plus exact (ip, port) exceptions (used by `serve --demo-data` only)."""
         return msgspec.structs.replace(self, endpoints=self.endpoints | frozenset(pairs))
 
