@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import msgspec
 
@@ -119,7 +119,8 @@ class Updater:
             self._step("install")
             self.layout.cleanup_temporaries()
             self.layout.save(slots.State(phase="installing", version=version, target=target, from_slot=old))
-            entries, offset = [], verified.payload_offset
+            entries: list[tuple[str, bytes | None, bool, int, int]] = []
+            offset = verified.payload_offset
             for f in verified.manifest.files:
                 entries.append((f.path, None, f.executable, offset, f.size))
                 offset += f.size
@@ -131,15 +132,18 @@ class Updater:
             self.audit(Event.UPDATE_SNAPSHOT, "success", {"version": version, "file": snap.name})
         except OSError as exc:  # disk full, permissions: a plain error, nothing switched
             self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
-            self.audit(Event.UPDATE_INSTALL, "failure", {"version": version, "reason": exc.strerror or type(exc).__name__})
-            raise UpdateError(f"installing {version} failed ({exc.strerror or exc}); the installed version is unchanged") from None
+            self.audit(Event.UPDATE_INSTALL, "failure",
+                       {"version": version, "reason": exc.strerror or type(exc).__name__})
+            raise UpdateError(f"installing {version} failed ({exc.strerror or exc}); "
+                              "the installed version is unchanged") from None
         except BaseException:
             self.layout.save(slots.State(result="failed", reason=f"installing {version} failed; nothing was switched"))
             raise
         finally:
             staging.clean(self.staging_dir)
         self._step("switch")
-        self.layout.save(slots.State(phase="switched", version=version, target=target, from_slot=old, snapshot=str(snap)))
+        self.layout.save(slots.State(phase="switched", version=version, target=target, from_slot=old,
+                                     snapshot=str(snap)))
         self.layout.switch(target)
         self.audit(Event.UPDATE_SWITCH, "success", {"version": version, "from": old, "to": target})
         self._step("restart")
@@ -176,6 +180,7 @@ class Updater:
         st = self.layout.state()
         snap = st.snapshot if st.snapshot and Path(st.snapshot).exists() else ""
         self.layout.save(slots.State(phase="rolling_back", version=self.version_of(prev), target=prev,
-                                     from_slot=self.layout.current() or "", snapshot=snap, reason="requested by an admin"))
+                                     from_slot=self.layout.current() or "", snapshot=snap,
+                                     reason="requested by an admin"))
         self.audit(Event.UPDATE_ROLLBACK, "success", {"to": prev, "version": self.version_of(prev), "requested": True})
         return self.status()

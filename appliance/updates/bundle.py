@@ -19,7 +19,7 @@ import hashlib
 import re
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import msgspec
 
@@ -29,21 +29,22 @@ MAX_HEADER = 1 << 20
 PRODUCT = "outpost"
 FORMAT = 1
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
+T = TypeVar("T")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+    """Subclasses inherit these options; they restate frozen=True only because mypy does not see it inherited."""
 
 
-class PayloadFile(_Strict):
+class PayloadFile(_Strict, frozen=True):
     path: str          # relative, "/"-separated, checked by `check_path`
     sha256: str        # lowercase hex
     size: int
     executable: bool = False
 
 
-class Manifest(_Strict):
+class Manifest(_Strict, frozen=True):
     product: str
     version: str
     min_version: str   # the oldest installed version this bundle may upgrade
@@ -52,7 +53,7 @@ class Manifest(_Strict):
     key_ids: list[str]
 
 
-class KeyCertBody(_Strict):
+class KeyCertBody(_Strict, frozen=True):
     """A signing key as certified by a root: who, which key, and when it may sign."""
 
     key_id: str
@@ -62,17 +63,17 @@ class KeyCertBody(_Strict):
     root_id: str
 
 
-class KeyCert(_Strict):
+class KeyCert(_Strict, frozen=True):
     body: bytes        # canonical KeyCertBody JSON, signed by the root
     signature: bytes
 
 
-class Signature(_Strict):
+class Signature(_Strict, frozen=True):
     key_id: str
     signature: bytes   # Ed25519 over Envelope.manifest (the exact bytes)
 
 
-class Envelope(_Strict):
+class Envelope(_Strict, frozen=True):
     format: int
     manifest: bytes
     signatures: list[Signature]
@@ -83,14 +84,14 @@ class BundleFormatError(ValueError):
     """The bytes are not a well-formed bundle; the message is safe to show."""
 
 
-def encode(obj) -> bytes:
+def encode(obj: object) -> bytes:
     return msgspec.json.encode(obj)
 
 
-def decode_canonical(data: bytes, kind: type, what: str):
+def decode_canonical(data: bytes, kind: type[T], what: str) -> T:
     """Strict decode that also insists `data` is the one canonical encoding."""
     try:
-        obj = msgspec.json.decode(data, type=kind)
+        obj: T = msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:  # ValueError: bad UTF-8
         raise BundleFormatError(f"the {what} is malformed: {str(exc)[:200]}") from None
     if encode(obj) != data:

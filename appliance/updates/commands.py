@@ -9,6 +9,7 @@ an `update apply` waits, and a long-open connection would write into the replace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,10 +113,9 @@ def run(args: argparse.Namespace, cfg: Config, open_db: Callable[[], Database], 
         print(f"outpost: error: the update was rolled back: {st.last_reason}", file=sys.stderr)
         return EXIT_ERROR
     if st.last_result.startswith("installed"):
-        try:
+        # OutpostError: the new version may have migrated past this program's schema; its gate result is in state.json
+        with contextlib.suppress(OutpostError):
             updater.audit(Event.UPDATE_HEALTH, "success", {"version": st.installed})
-        except OutpostError:
-            pass  # the new version may have migrated past this program's schema; its gate result is in state.json
     return 0
 
 

@@ -23,8 +23,8 @@ import signal
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.audit.events import Event
 from appliance.audit.models import Outcome
@@ -140,7 +140,8 @@ class Launcher:
         deadline = time.monotonic() + self.health_timeout
         ok = healthy(self.host, self.port, DataDir(self.data_dir).tls_ca_pem, deadline, child)
         if ok:
-            self.layout.save(slots.State(result=f"installed {st.version}", snapshot=st.snapshot, from_slot=st.from_slot))
+            self.layout.save(slots.State(result=f"installed {st.version}", snapshot=st.snapshot,
+                                         from_slot=st.from_slot))
             self.say(f"health gate passed: {st.version}")
             return True
         exited = child.poll()

@@ -4,7 +4,8 @@ Runs on the signing machine, never on the appliance. Private keys are written 06
 directory the engineer names; nothing secret is printed.
 
     python -m appliance.updates.release keygen --out DIR [--days N] [--root-name NAME] [--root-key ROOT.key]
-    python -m appliance.updates.release bundle --key K --cert C --binary F --version X.Y.Z [--min-version A.B.C] --out FILE
+    python -m appliance.updates.release bundle --key K --cert C --binary F --version X.Y.Z \
+        [--min-version A.B.C] --out FILE
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from appliance.crypto import signing
 from appliance.updates import bundle
 
 
-def certify(root_private, public_key: bytes, *, not_before: int, not_after: int) -> bundle.KeyCert:
+def certify(root_private: signing.Ed25519PrivateKey, public_key: bytes, *, not_before: int,
+            not_after: int) -> bundle.KeyCert:
     """A root's signature over a signing key and its validity period."""
     body = bundle.encode(bundle.KeyCertBody(key_id=signing.key_id(public_key), public_key=public_key,
                                             not_before=not_before, not_after=not_after,
@@ -26,14 +28,17 @@ def certify(root_private, public_key: bytes, *, not_before: int, not_after: int)
     return bundle.KeyCert(body=body, signature=signing.sign(root_private, body))
 
 
-def sign_manifest(manifest: bundle.Manifest, signers: list[tuple[object, bundle.KeyCert]]) -> bundle.Envelope:
+def sign_manifest(manifest: bundle.Manifest,
+                  signers: list[tuple[signing.Ed25519PrivateKey, bundle.KeyCert]]) -> bundle.Envelope:
     raw = bundle.encode(manifest)
-    sigs = [bundle.Signature(key_id=signing.key_id(signing.public_of(k)), signature=signing.sign(k, raw)) for k, _ in signers]
+    sigs = [bundle.Signature(key_id=signing.key_id(signing.public_of(k)), signature=signing.sign(k, raw))
+            for k, _ in signers]
     return bundle.Envelope(format=bundle.FORMAT, manifest=raw, signatures=sigs, certificates=[c for _, c in signers])
 
 
-def make_bundle(out: Path, *, key, cert: bundle.KeyCert, files: list[tuple[str, bytes, bool]], version: str,
-                min_version: str = "0.0.0", created: int | None = None, product: str = bundle.PRODUCT) -> bundle.Manifest:
+def make_bundle(out: Path, *, key: signing.Ed25519PrivateKey, cert: bundle.KeyCert,
+                files: list[tuple[str, bytes, bool]], version: str, min_version: str = "0.0.0",
+                created: int | None = None, product: str = bundle.PRODUCT) -> bundle.Manifest:
     """Sign and write a bundle holding `files` as (path, content, executable)."""
     bundle.parse_version(version)
     bundle.parse_version(min_version)

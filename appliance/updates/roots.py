@@ -35,7 +35,8 @@ class TrustStore(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def from_keys(named: dict[str, bytes]) -> TrustStore:
-    return TrustStore(roots=tuple(Root(name=n, key_id=signing.key_id(k), public_key=k) for n, k in sorted(named.items())))
+    return TrustStore(roots=tuple(Root(name=n, key_id=signing.key_id(k), public_key=k)
+                                  for n, k in sorted(named.items())))
 
 
 def builtin() -> TrustStore:

@@ -9,6 +9,7 @@ Invariants (what must never happen):
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,21 +65,21 @@ class UpdateService:
         media = Path(self.config.media_dir)
         found = []
         for pattern in (f"*{BUNDLE_SUFFIX}", f"*/*{BUNDLE_SUFFIX}"):
-            try:
+            with contextlib.suppress(OSError):  # an unreadable stick or folder lists nothing
                 found += [str(p.relative_to(media)) for p in media.glob(pattern)]
-            except OSError:
-                pass
         return sorted(found)[:100]
 
     def media_path(self, relative: str) -> Path:
         """The file `relative` under media_dir; ValidationError if it would leave it."""
         media = Path(self.config.media_dir).resolve()
         if not relative or len(relative) > 1024 or "\x00" in relative:
-            raise ValidationError("Choose a bundle file.", details={"file": "Choose a bundle file from the USB stick."})
+            raise ValidationError("Choose a bundle file.",
+                                  details={"file": "Choose a bundle file from the USB stick."})
         rel = Path(relative)
         candidate = media / rel
         try:
-            inside = not rel.is_absolute() and ".." not in rel.parts and candidate.parent.resolve().is_relative_to(media)
+            inside = (not rel.is_absolute() and ".." not in rel.parts
+                      and candidate.parent.resolve().is_relative_to(media))
         except OSError:
             inside = False
         if not inside:

@@ -85,7 +85,8 @@ class Layout:
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.state_file, msgspec.json.encode(state), mode=0o600)
 
-    def install(self, slot: str, files: list[tuple[str, bytes | None, bool, int, int]], source: Path, header: bytes) -> None:
+    def install(self, slot: str, files: list[tuple[str, bytes | None, bool, int, int]], source: Path,
+                header: bytes) -> None:
         """Write a complete slot: files as (path, _, executable, offset, size) copied from `source`
         (the verified staged bundle), plus the release header; fsync; rename into place."""
         slots = self.root / "slots"

@@ -18,8 +18,8 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import OutpostError
 

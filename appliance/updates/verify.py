@@ -61,13 +61,13 @@ def check_signatures(envelope: bundle.Envelope, trust: TrustStore, now: float, *
         certs[body.key_id] = body
     signers = []
     for sig in envelope.signatures:
-        body = certs.get(sig.key_id)
-        if body is None:
+        signed_by = certs.get(sig.key_id)
+        if signed_by is None:
             raise BundleRefusedError(f"the bundle is signed by an unknown key {sig.key_id}")
-        if check_validity and not body.not_before <= now <= body.not_after:
-            raise BundleRefusedError(f"signing key {sig.key_id} is not valid now (valid from {body.not_before} "
-                                     f"to {body.not_after}, Unix time); it has expired or is not yet valid")
-        if not signing.verify(body.public_key, envelope.manifest, sig.signature):
+        if check_validity and not signed_by.not_before <= now <= signed_by.not_after:
+            raise BundleRefusedError(f"signing key {sig.key_id} is not valid now (valid from {signed_by.not_before} "
+                                     f"to {signed_by.not_after}, Unix time); it has expired or is not yet valid")
+        if not signing.verify(signed_by.public_key, envelope.manifest, sig.signature):
             raise BundleRefusedError(f"bad signature by key {sig.key_id}: the manifest was altered or not signed by it")
         signers.append(sig.key_id)
     try:
@@ -107,7 +107,8 @@ def check_manifest(raw: bytes, installed_version: str) -> bundle.Manifest:
                                  "(downgrades are refused)")
     if installed < floor:
         raise BundleRefusedError(f"version {manifest.version} upgrades only from {manifest.min_version} or later; "
-                                 f"installed is {installed_version} (below the floor): install an intermediate release first")
+                                 f"installed is {installed_version} (below the floor): "
+                                 "install an intermediate release first")
     if not any(f.path == "outpost" and f.executable for f in manifest.files):
         raise BundleRefusedError("the bundle has no executable 'outpost' program")
     return manifest
