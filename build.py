@@ -2,7 +2,8 @@
 """Outpost's one task runner.
 
     python3 build.py run [--data-dir DIR] [--listen HOST:PORT] [--demo-data] [serve options]
-    python3 build.py test [pytest args]
+    python3 build.py test [pytest args]         (runs `lint` first)
+    python3 build.py lint                        (ruff + mypy over appliance/; any finding fails)
     python3 build.py binary [--version X.Y.Z] [--out FILE]   (defaults: the package version, dist/outpost)
     python3 build.py bench [names...]
     python3 build.py lock          (maintainers: re-pin requirements/*.lock)
@@ -137,7 +138,24 @@ def cmd_run(args: list[str]) -> int:
     return subprocess.call(argv + args, cwd=ROOT)
 
 
+# --- lint and types (issue 12) ------------------------------------------------------------
+# ruff (rules and line length in pyproject.toml) and mypy over appliance/. Both reached zero
+# findings, so there is no baseline: any finding fails the run.
+
+
+def cmd_lint(args: list[str]) -> int:
+    """ruff + mypy over appliance/; non-zero exit on any finding."""
+    bin_dir = dev_python().parent
+    ruff = subprocess.call([str(bin_dir / "ruff"), "check", "--no-cache", "appliance"], cwd=ROOT)
+    mypy = subprocess.call([str(bin_dir / "mypy"), "--no-incremental", *args], cwd=ROOT)
+    _say(f"ruff {'clean' if ruff == 0 else 'FAILED'}, mypy {'clean' if mypy == 0 else 'FAILED'}")
+    return 0 if ruff == mypy == 0 else 1
+
+
 def cmd_test(args: list[str]) -> int:
+    if cmd_lint([]) != 0:
+        _say("lint or type check failed (see above); tests not run")
+        return 1
     py = dev_python()
     ensure_venv(SSLYZE_VENV, [REQ / "sslyze.lock"])
     env = dict(os.environ, OUTPOST_SSLYZE=str(SSLYZE_VENV / "bin" / "sslyze"))
@@ -322,7 +340,7 @@ def cmd_bundle(args: list[str]) -> int:
     return subprocess.call([str(py), "-m", "appliance.updates.release", "bundle", *args], cwd=ROOT)
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "binary": cmd_binary, "bench": cmd_bench, "lock": cmd_lock,
+COMMANDS = {"run": cmd_run, "test": cmd_test, "lint": cmd_lint, "binary": cmd_binary, "bench": cmd_bench, "lock": cmd_lock,
             "keygen": cmd_keygen, "bundle": cmd_bundle}
 
 
