@@ -35,7 +35,7 @@ from appliance.probe.runner import Runner
 from appliance.probe.scheduler import Scheduler
 from appliance.probe.service import ProbeService, policy_from
 from appliance.store import keys as db_keys
-from appliance.store.connection import Database
+from appliance.store.connection import Connection, Database
 from appliance.system import health, integrity, licences
 from appliance.tls import rekey as tls_rekey
 from appliance.tls.manager import TLSAudit, TLSManager
@@ -214,7 +214,7 @@ class Services:
             return
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             for event in events:
                 self.audit.record(conn, event, ts=now, actor=Actor.system(), details=dict(details or {}))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -22,6 +23,9 @@ from appliance.audit.events import Event
 from appliance.audit.models import Actor
 from appliance.clock import Clock
 from appliance.errors import OutpostError, ValidationError
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection, Database
 
 MAX_ENTRIES = 256
 RELOAD_SECONDS = 3.0
@@ -76,7 +80,7 @@ def contains(networks: list[Network], address: str) -> bool:
     return any(addr in net for net in networks if net.version == addr.version)
 
 
-def _load(conn) -> list[Network]:
+def _load(conn: Connection) -> list[Network]:
     raw = queries.get_setting(conn, queries.ALLOWLIST_SETTING)
     if not raw:
         return []
@@ -89,7 +93,7 @@ def _load(conn) -> list[Network]:
 
 
 class AllowList:
-    def __init__(self, db, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._networks: list[Network] = db.read_sync(_load)
@@ -122,7 +126,7 @@ class AllowList:
         values = [str(n) for n in networks]
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             before = _load(conn)
             queries.upsert_setting(conn, queries.ALLOWLIST_SETTING, msgspec.json.encode(values).decode())
             audit.record(conn, ts=now, event=Event.ACCESS_ALLOWLIST_UPDATE, actor=actor, target="settings:ip_allowlist",
@@ -133,9 +137,9 @@ class AllowList:
         return networks
 
 
-def reset(db, actor: Actor, now: float) -> list[str]:
+def reset(db: Database, actor: Actor, now: float) -> list[str]:
     """Clear the list (CLI, local only); returns what it held. Synchronous: no event loop needed."""
-    def job(conn):
+    def job(conn: Connection):
         before = [str(n) for n in _load(conn)]
         queries.delete_setting(conn, queries.ALLOWLIST_SETTING)
         audit.record(conn, ts=now, event=Event.ACCESS_ALLOWLIST_RESET, actor=actor, target="settings:ip_allowlist",
@@ -145,5 +149,5 @@ def reset(db, actor: Actor, now: float) -> list[str]:
     return db.write_sync(job)
 
 
-def show(db) -> list[str]:
+def show(db: Database) -> list[str]:
     return [str(n) for n in db.read_sync(_load)]

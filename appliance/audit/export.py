@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from appliance.audit import queries
 from appliance.audit.models import AuditFilter
 from appliance.clock import iso
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
 
 HEADER = ["seq", "time_utc", "code", "action", "actor_type", "actor", "source", "target", "outcome", "details", "hash"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -39,7 +43,7 @@ def _csv_row(r) -> list[str]:
             outcome, neutralise(details), bytes(digest).hex()]
 
 
-def csv_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
+def csv_chunks(conn: Connection, f: AuditFilter) -> Iterator[bytes]:
     """CSV bytes, one chunk per batch of rows."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
@@ -53,7 +57,7 @@ def csv_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
         yield buf.getvalue().encode("utf-8")
 
 
-def jsonl_chunks(conn, f: AuditFilter) -> Iterator[bytes]:
+def jsonl_chunks(conn: Connection, f: AuditFilter) -> Iterator[bytes]:
     """JSON lines bytes, one chunk per batch of rows; details stay a JSON string as hashed."""
     for batch in queries.iter_records(conn, f):
         yield b"".join(_encode(dict(zip(HEADER, _row(r), strict=True))) + b"\n" for r in batch)

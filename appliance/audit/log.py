@@ -64,7 +64,7 @@ def record(conn: Connection, event: Event, *, ts: float, actor: Actor, outcome: 
     return seq
 
 
-def _api_write_with_change(conn, ts: float) -> None:
+def _api_write_with_change(conn: Connection, ts: float) -> None:
     """The first change made during an API write request carries the request's api.write
     record into its own transaction (audit/apiwrite.py)."""
     pending = apiwrite.CURRENT.get()
@@ -73,7 +73,7 @@ def _api_write_with_change(conn, ts: float) -> None:
                              details=pending.details())
 
 
-def verify_chain(conn) -> ChainReport:
+def verify_chain(conn: Connection) -> ChainReport:
     """Recompute every hash from the checkpoint (or genesis) on; name the first bad record.
 
     The hot loop works on raw row tuples: row[:10] encodes to exactly the bytes
@@ -100,7 +100,7 @@ def verify_chain(conn) -> ChainReport:
     return ChainReport(ok=True, checked=expected_seq - first_seq)
 
 
-def purge_before(conn, *, cutoff: float, ts: float) -> int:
+def purge_before(conn: Connection, *, cutoff: float, ts: float) -> int:
     """Delete records older than cutoff, keeping a checkpoint so the rest still verifies."""
     row = conn.execute("SELECT seq, hash FROM audit_log WHERE ts < ? ORDER BY seq DESC LIMIT 1", (cutoff,)).fetchone()
     if row is None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from appliance.audit.events import Event
 from appliance.audit.models import AuditFilter, AuditRecord
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
+
 _COLUMNS = "seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash, hash"
 
 
-def insert_record(conn, *, seq, ts, code, action, actor_type, actor, source, target, outcome, details, prev_hash,
-                  hash) -> None:
+def insert_record(conn: Connection, *, seq, ts, code, action, actor_type, actor, source, target, outcome, details,
+                  prev_hash, hash) -> None:
     # seq is explicit: it is part of the hashed content, so SQLite must not pick it.
     conn.execute(
         "INSERT INTO audit_log (seq, ts, code, action, actor_type, actor, source, target, outcome, details,"
@@ -20,7 +24,7 @@ def insert_record(conn, *, seq, ts, code, action, actor_type, actor, source, tar
     )
 
 
-def next_seq_and_prev_hash(conn) -> tuple[int, bytes | None]:
+def next_seq_and_prev_hash(conn: Connection) -> tuple[int, bytes | None]:
     """The seq the next record will get and the hash it chains from (None: start of chain)."""
     row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     if row is not None:
@@ -31,7 +35,7 @@ def next_seq_and_prev_hash(conn) -> tuple[int, bytes | None]:
     return 1, None
 
 
-def get_checkpoint(conn) -> tuple[int, bytes] | None:
+def get_checkpoint(conn: Connection) -> tuple[int, bytes] | None:
     row = conn.execute("SELECT seq, hash FROM audit_checkpoint WHERE id = 1").fetchone()
     return (row[0], bytes(row[1])) if row else None
 
@@ -68,19 +72,19 @@ def _record(row) -> AuditRecord:
                        prev_hash=bytes(row[10]), hash=bytes(row[11]))
 
 
-def list_records(conn, f: AuditFilter, *, limit: int, offset: int) -> list[AuditRecord]:
+def list_records(conn: Connection, f: AuditFilter, *, limit: int, offset: int) -> list[AuditRecord]:
     where, args = _where(f)
     rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                         (*args, limit, offset)).fetchall()
     return [_record(r) for r in rows]
 
 
-def count_records(conn, f: AuditFilter) -> int:
+def count_records(conn: Connection, f: AuditFilter) -> int:
     where, args = _where(f)
     return conn.execute(f"SELECT count(*) FROM audit_log{where}", args).fetchone()[0]
 
 
-def iter_records(conn, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tuple]]:
+def iter_records(conn: Connection, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tuple]]:
     """Raw rows in seq order, in batches, for export and verification (constant memory)."""
     where, args = _where(f)
     cur = conn.cursor()
@@ -90,7 +94,8 @@ def iter_records(conn, f: AuditFilter, *, batch: int = 2000) -> Iterator[list[tu
         yield rows
 
 
-def list_records_before(conn, f: AuditFilter, *, limit: int, before: int | None = None) -> list[AuditRecord]:
+def list_records_before(conn: Connection, f: AuditFilter, *, limit: int,
+                        before: int | None = None) -> list[AuditRecord]:
     """Newest first, keyset-paginated: records with seq < before (API cursor; stable under inserts)."""
     where, args = _where(f)
     if before is not None:
@@ -103,7 +108,8 @@ def list_records_before(conn, f: AuditFilter, *, limit: int, before: int | None 
 LOGIN_ACTIONS = (Event.AUTH_LOGIN_SUCCESS.action, Event.AUTH_LOGIN_FAILURE.action)
 
 
-def count_logins_by(conn, column: str, *, since: float, until: float, limit: int) -> list[tuple[str, int, int]]:
+def count_logins_by(conn: Connection, column: str, *, since: float, until: float,
+                    limit: int) -> list[tuple[str, int, int]]:
     """(actor or source, successes, failures) of login attempts in [since, until), most failures first (AUDIT-5)."""
     group = {"actor": "actor", "source": "source"}[column]  # fixed column names only, never user input
     rows = conn.execute(
@@ -113,7 +119,8 @@ def count_logins_by(conn, column: str, *, since: float, until: float, limit: int
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def count_logins_by_pair(conn, *, since: float, until: float, limit: int) -> list[tuple[str, str, int, int]]:
+def count_logins_by_pair(conn: Connection, *, since: float, until: float,
+                         limit: int) -> list[tuple[str, str, int, int]]:
     """(actor, source, successes, failures) of login attempts in [since, until), most failures first."""
     rows = conn.execute(
         "SELECT actor, source, sum(outcome = 'success'), sum(outcome <> 'success') FROM audit_log"
@@ -123,7 +130,7 @@ def count_logins_by_pair(conn, *, since: float, until: float, limit: int) -> lis
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def count_all_records(conn) -> int:
+def count_all_records(conn: Connection) -> int:
     """Rows in the audit log (metrics); cheap: max(seq) - min(seq) + 1, since rows are only appended
     or purged from the start."""
     r = conn.execute("SELECT min(seq), max(seq) FROM audit_log").fetchone()

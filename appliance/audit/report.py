@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from appliance.audit import queries
 from appliance.audit.export import neutralise
 from appliance.clock import iso
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
 
 ROW_LIMIT = 1000
 MAX_PERIOD_DAYS = 400
@@ -45,7 +49,7 @@ class LoginReport(msgspec.Struct, frozen=True, kw_only=True):
         return sum(c.successes for c in self.by_user), sum(c.failures for c in self.by_user)
 
 
-def login_report(conn, *, since: float, until: float, limit: int = ROW_LIMIT) -> LoginReport:
+def login_report(conn: Connection, *, since: float, until: float, limit: int = ROW_LIMIT) -> LoginReport:
     """The report for [since, until). Failed logins for unknown names count under the name tried."""
     by_user = [LoginCount(key=k, successes=s, failures=f)
                for k, s, f in queries.count_logins_by(conn, "actor", since=since, until=until, limit=limit)]

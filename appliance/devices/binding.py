@@ -15,6 +15,8 @@ Edits that do not touch the binding (name, tags, interval, notes) keep its state
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from appliance.audit import log as audit
 from appliance.audit.events import Event
 from appliance.audit.models import Actor
@@ -22,20 +24,23 @@ from appliance.devices import queries
 from appliance.devices.errors import BindingStaleError, DeviceNotFoundError
 from appliance.errors import ConflictError
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
+
 
 def owner_key(actor: Actor) -> str:
     """How `credentials.entered_by` names an actor (an API key acts for its owner)."""
     return "system:" + actor.name if actor.type == "system" else "user:" + actor.name
 
 
-def entitled(conn, credential_id: int | None, actor: Actor, can_approve: bool) -> bool:
+def entitled(conn: Connection, credential_id: int | None, actor: Actor, can_approve: bool) -> bool:
     """May this actor bind this credential anywhere? (no credential: nothing secret to protect)"""
     if credential_id is None or can_approve:
         return True
     return queries.get_credential_entered_by(conn, credential_id) == owner_key(actor)
 
 
-def settle(conn, device_id: int, *, credential_id: int | None, sensitive: bool, before_status: str,
+def settle(conn: Connection, device_id: int, *, credential_id: int | None, sensitive: bool, before_status: str,
            actor: Actor, can_approve: bool, now: float, why: str) -> str:
     """Record the binding state after a change and return it ('approved' or 'pending').
 
@@ -52,7 +57,7 @@ def settle(conn, device_id: int, *, credential_id: int | None, sensitive: bool, 
     return "pending"
 
 
-def approve(conn, device_id: int, *, address: str, port: int, credential_id: int | None, actor: Actor,
+def approve(conn: Connection, device_id: int, *, address: str, port: int, credential_id: int | None, actor: Actor,
             now: float) -> None:
     """An admin approves exactly the binding they reviewed (address, port, credential)."""
     device = queries.get_device(conn, device_id)

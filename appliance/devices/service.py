@@ -60,17 +60,17 @@ log = logging.getLogger(__name__)
 _Checked = tuple[CredentialFields, KeyFacts] | None  # a new credential entered with a device, checked
 
 if TYPE_CHECKING:
-    from appliance.store.connection import Database
+    from appliance.store.connection import Connection, Database
 
 
 class DeviceService:
-    def __init__(self, db: Database, vault_key: bytes, clock: Clock, key_pool: KeyPool | None = None) -> None:
+    def __init__(self, db: Database, vault_key: bytes, clock: Clock, key_pool: KeyPool) -> None:
         self.db = db
         self._key = vault_key
         self.clock = clock
         # Parsing a private key derives from its passphrase: on a small bounded pool, never the
         # default executor (issue 11, finding 8). The app shares one with certificate imports.
-        self._key_pool = key_pool or KeyPool()
+        self._key_pool = key_pool
         self._subscribers: list[Callable[[int], None]] = []
         # Set by the probe: async fn(device_ids) -> {device_id: status dict} for the device list's
         # status columns (templates/devices/_status_cell.html). None: the list shows no probe status.
@@ -129,7 +129,7 @@ class DeviceService:
             conn, self._key, queries.list_devices(conn, enabled_only=True, limit=1_000_000)))
 
     async def get_probe_target(self, device_id: int) -> ProbeTarget | None:
-        def read(conn):
+        def read(conn: Connection):
             device = queries.get_device(conn, device_id)
             return targets.probe_targets(conn, self._key, [device])[0] if device else None
         return await self.db.read(read)
@@ -163,7 +163,7 @@ class DeviceService:
         checked = await self._check_new_credential(data.credential, fields.name)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             if errors := changes.reference_errors(conn, fields, None):
                 raise ValidationError("The device was not added.", details=errors)
             stored = changes.attach_credential(conn, self._key, fields, checked, actor=actor, now=now)
@@ -180,7 +180,7 @@ class DeviceService:
         checked = await self._check_new_credential(change.credential, entered.name)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             before = changes.require_device(conn, device_id)
             errors = changes.reference_errors(conn, entered, device_id)
             if (before.host_key and entered.preset_fingerprint and not entered.preset_key
@@ -199,7 +199,7 @@ class DeviceService:
     async def delete_device(self, device_id: int, *, actor: Actor) -> None:
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             before = changes.require_device(conn, device_id)
             queries.delete_device(conn, device_id)
             audit.record(conn, ts=now, event=Event.DEVICE_DELETE, actor=actor, target=f"device:{device_id}",
@@ -233,7 +233,7 @@ class DeviceService:
             raise ValidationError("The credential was not saved.", details=errors)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             current = queries.get_credential(conn, credential_id)
             if current is None:
                 raise CredentialNotFoundError()
@@ -264,7 +264,7 @@ class DeviceService:
     async def delete_credential(self, credential_id: int, *, actor: Actor) -> None:
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             before = queries.get_credential(conn, credential_id)
             if before is None:
                 raise CredentialNotFoundError()
@@ -291,7 +291,7 @@ class DeviceService:
         fingerprint = sshkeys.fingerprint_of_key_line(line)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             device = changes.require_device(conn, device_id)
             if mode != "review":
                 if device.host_key is not None:
@@ -315,7 +315,7 @@ class DeviceService:
         fingerprint = sshkeys.fingerprint_of_key_line(line)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             device = changes.require_device(conn, device_id)
             if device.host_key_status == "mismatch" and device.presented_fingerprint == fingerprint:
                 return  # idempotent while the same wrong key keeps being presented
@@ -340,7 +340,7 @@ class DeviceService:
             raise StaleReviewError()
         key_line, now = device.presented_key, self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             current = changes.require_device(conn, device_id)
             if current.presented_fingerprint != expected_fingerprint:  # changed between read and write
                 raise StaleReviewError()
@@ -358,7 +358,7 @@ class DeviceService:
         next would get the secret, so this is a new binding (devices/binding.py)."""
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             device = changes.require_device(conn, device_id)
             queries.clear_pin(conn, device_id, now)
             audit.record(conn, ts=now, event=Event.DEVICE_HOSTKEY_FORGET, actor=actor, target=f"device:{device_id}",

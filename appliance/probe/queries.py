@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from appliance.probe.models import Alert, Check, DeviceStatus, PollResult, ProbeEvent
+
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
 
 _STATE_COLUMNS = ("latency_ms", "cpu", "memory", "swap", "disk", "load1", "uptime")
 
 
-def get_status(conn, device_id: int) -> tuple[str, float, str] | None:
+def get_status(conn: Connection, device_id: int) -> tuple[str, float, str] | None:
     """(status, since, message) of a device's latest poll."""
     row = conn.execute("SELECT status, since, message FROM probe_state WHERE device_id = ?", (device_id,)).fetchone()
     return (row[0], row[1], row[2]) if row else None
 
 
-def upsert_state(conn, result: PollResult, since: float) -> None:
+def upsert_state(conn: Connection, result: PollResult, since: float) -> None:
     conn.execute(
         "INSERT INTO probe_state (device_id, status, since, polled_at, message, latency_ms, cpu, memory, swap, disk,"
         " load1, uptime, disks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -27,18 +31,18 @@ def upsert_state(conn, result: PollResult, since: float) -> None:
          *(getattr(result, c) for c in _STATE_COLUMNS), json.dumps(result.disks)))
 
 
-def insert_event(conn, device_id: int, ts: float, old: str, new: str, message: str) -> None:
+def insert_event(conn: Connection, device_id: int, ts: float, old: str, new: str, message: str) -> None:
     conn.execute("INSERT INTO probe_events (device_id, ts, old_status, new_status, message) VALUES (?, ?, ?, ?, ?)",
                  (device_id, ts, old, new, message[:500]))
 
 
-def insert_sample(conn, result: PollResult) -> None:
+def insert_sample(conn: Connection, result: PollResult) -> None:
     conn.execute("INSERT INTO probe_samples (device_id, ts, latency_ms, cpu, memory, disk, load1)"
                  " VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (result.device_id, result.ts, result.latency_ms, result.cpu, result.memory, result.disk, result.load1))
 
 
-def list_fleet(conn) -> list[DeviceStatus]:
+def list_fleet(conn: Connection) -> list[DeviceStatus]:
     rows = conn.execute(
         "SELECT d.id, d.name, d.address, d.port, d.enabled, COALESCE(s.status, 'unknown'), s.since, s.polled_at,"
         " COALESCE(s.message, ''), s.latency_ms, s.cpu, s.memory, s.swap, s.disk, s.load1, s.uptime,"
@@ -47,7 +51,7 @@ def list_fleet(conn) -> list[DeviceStatus]:
     return [_status(r) for r in rows]
 
 
-def get_device_status(conn, device_id: int) -> DeviceStatus | None:
+def get_device_status(conn: Connection, device_id: int) -> DeviceStatus | None:
     row = conn.execute(
         "SELECT d.id, d.name, d.address, d.port, d.enabled, COALESCE(s.status, 'unknown'), s.since, s.polled_at,"
         " COALESCE(s.message, ''), s.latency_ms, s.cpu, s.memory, s.swap, s.disk, s.load1, s.uptime,"
@@ -62,7 +66,7 @@ def _status(r) -> DeviceStatus:
                         swap=r[12], disk=r[13], load1=r[14], uptime=r[15], disks=r[16])
 
 
-def list_events(conn, device_id: int, limit: int = 50) -> list[ProbeEvent]:
+def list_events(conn: Connection, device_id: int, limit: int = 50) -> list[ProbeEvent]:
     rows = conn.execute("SELECT id, device_id, ts, old_status, new_status, message FROM probe_events"
                         " WHERE device_id = ? ORDER BY id DESC LIMIT ?", (device_id, limit)).fetchall()
     return [ProbeEvent(id=r[0], device_id=r[1], ts=r[2], old_status=r[3], new_status=r[4], message=r[5]) for r in rows]
@@ -70,27 +74,28 @@ def list_events(conn, device_id: int, limit: int = 50) -> list[ProbeEvent]:
 
 # --- alerts ---------------------------------------------------------------------------
 
-def get_open_alert(conn, device_id: int, kind: str) -> int | None:
+def get_open_alert(conn: Connection, device_id: int, kind: str) -> int | None:
     row = conn.execute("SELECT id FROM alerts WHERE device_id = ? AND kind = ? AND resolved_at IS NULL",
                        (device_id, kind)).fetchone()
     return row[0] if row else None
 
 
-def insert_alert(conn, device_id: int, kind: str, message: str, value: float | None, ts: float) -> int:
+def insert_alert(conn: Connection, device_id: int, kind: str, message: str, value: float | None, ts: float) -> int:
     cur = conn.execute("INSERT INTO alerts (device_id, kind, message, value, opened_at) VALUES (?, ?, ?, ?, ?)",
                        (device_id, kind, message[:500], value, ts))
+    assert cur.lastrowid is not None  # set by the INSERT just run
     return cur.lastrowid
 
 
-def update_alert_value(conn, alert_id: int, value: float | None) -> None:
+def update_alert_value(conn: Connection, alert_id: int, value: float | None) -> None:
     conn.execute("UPDATE alerts SET value = ? WHERE id = ?", (value, alert_id))
 
 
-def resolve_alert(conn, alert_id: int, ts: float) -> None:
+def resolve_alert(conn: Connection, alert_id: int, ts: float) -> None:
     conn.execute("UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL", (ts, alert_id))
 
 
-def acknowledge_alert(conn, alert_id: int, ts: float, username: str) -> bool:
+def acknowledge_alert(conn: Connection, alert_id: int, ts: float, username: str) -> bool:
     cur = conn.execute("UPDATE alerts SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
                        (ts, username, alert_id))
     return cur.rowcount == 1
@@ -100,12 +105,12 @@ _ALERT_SELECT = ("SELECT a.id, a.device_id, d.name, a.kind, a.message, a.value, 
                  " a.acked_at, a.acked_by FROM alerts a JOIN devices d ON d.id = a.device_id")
 
 
-def get_alert(conn, alert_id: int) -> Alert | None:
+def get_alert(conn: Connection, alert_id: int) -> Alert | None:
     row = conn.execute(_ALERT_SELECT + " WHERE a.id = ?", (alert_id,)).fetchone()
     return _alert(row) if row else None
 
 
-def list_alerts(conn, *, open_only: bool, device_id: int | None = None, limit: int = 200) -> list[Alert]:
+def list_alerts(conn: Connection, *, open_only: bool, device_id: int | None = None, limit: int = 200) -> list[Alert]:
     rows = conn.execute(
         _ALERT_SELECT + " WHERE (? = 0 OR a.resolved_at IS NULL OR a.acked_at IS NULL)"
         " AND (? IS NULL OR a.device_id = ?) ORDER BY a.id DESC LIMIT ?",
@@ -113,7 +118,7 @@ def list_alerts(conn, *, open_only: bool, device_id: int | None = None, limit: i
     return [_alert(r) for r in rows]
 
 
-def count_unacked_alerts(conn) -> int:
+def count_unacked_alerts(conn: Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM alerts WHERE acked_at IS NULL").fetchone()[0]
 
 
@@ -124,18 +129,18 @@ def _alert(r) -> Alert:
 
 # --- time series ------------------------------------------------------------------------
 
-def list_raw(conn, device_id: int, since: float) -> list[tuple]:
+def list_raw(conn: Connection, device_id: int, since: float) -> list[tuple]:
     return conn.execute("SELECT ts, latency_ms, cpu, memory, disk FROM probe_samples WHERE device_id = ? AND ts >= ?"
                         " ORDER BY ts LIMIT 20000", (device_id, since)).fetchall()
 
 
-def list_rollups(conn, device_id: int, width: int, since: float) -> list[tuple]:
+def list_rollups(conn: Connection, device_id: int, width: int, since: float) -> list[tuple]:
     return conn.execute("SELECT bucket, latency_ms, cpu, memory, disk FROM probe_rollups WHERE device_id = ?"
                         " AND width = ? AND bucket >= ? ORDER BY bucket LIMIT 20000",
                         (device_id, width, since)).fetchall()
 
 
-def upsert_rollups(conn, width: int, since: float, until: float) -> int:
+def upsert_rollups(conn: Connection, width: int, since: float, until: float) -> int:
     """(Re)compute complete buckets in [since, until) from raw samples; idempotent."""
     cur = conn.execute(
         "INSERT OR REPLACE INTO probe_rollups (device_id, width, bucket, samples, latency_ms, cpu, memory, disk, load1)"
@@ -146,21 +151,21 @@ def upsert_rollups(conn, width: int, since: float, until: float) -> int:
     return cur.rowcount
 
 
-def delete_samples_before(conn, cutoff: float) -> int:
+def delete_samples_before(conn: Connection, cutoff: float) -> int:
     return conn.execute("DELETE FROM probe_samples WHERE ts < ?", (cutoff,)).rowcount
 
 
-def delete_rollups_before(conn, width: int, cutoff: float) -> int:
+def delete_rollups_before(conn: Connection, width: int, cutoff: float) -> int:
     return conn.execute("DELETE FROM probe_rollups WHERE width = ? AND bucket < ?", (width, cutoff)).rowcount
 
 
-def delete_events_before(conn, cutoff: float) -> int:
+def delete_events_before(conn: Connection, cutoff: float) -> int:
     return conn.execute("DELETE FROM probe_events WHERE ts < ?", (cutoff,)).rowcount
 
 
 # --- custom checks ------------------------------------------------------------------------
 
-def list_checks(conn, device_id: int) -> list[Check]:
+def list_checks(conn: Connection, device_id: int) -> list[Check]:
     rows = conn.execute("SELECT id, device_id, name, command, expect_exit, expect_regex, timeout, output_cap, last_ok,"
                         " last_message, last_run FROM probe_checks WHERE device_id = ? ORDER BY name LIMIT 50",
                         (device_id,)).fetchall()
@@ -169,29 +174,31 @@ def list_checks(conn, device_id: int) -> list[Check]:
                   last_run=r[10]) for r in rows]
 
 
-def count_checks(conn, device_id: int) -> int:
+def count_checks(conn: Connection, device_id: int) -> int:
     return conn.execute("SELECT count(*) FROM probe_checks WHERE device_id = ?", (device_id,)).fetchone()[0]
 
 
-def check_name_taken(conn, device_id: int, name: str) -> bool:
+def check_name_taken(conn: Connection, device_id: int, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM probe_checks WHERE device_id = ? AND name = ?", (device_id, name)).fetchone()
     return row is not None
 
 
-def insert_check(conn, device_id: int, name: str, command: str, expect_exit: int | None, expect_regex: str | None,
-                 timeout: float, output_cap: int) -> int:
-    return conn.execute("INSERT INTO probe_checks (device_id, name, command, expect_exit, expect_regex, timeout,"
-                        " output_cap) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (device_id, name, command, expect_exit, expect_regex, timeout, output_cap)).lastrowid
+def insert_check(conn: Connection, device_id: int, name: str, command: str, expect_exit: int | None,
+                 expect_regex: str | None, timeout: float, output_cap: int) -> int:
+    cur = conn.execute("INSERT INTO probe_checks (device_id, name, command, expect_exit, expect_regex, timeout,"
+                       " output_cap) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (device_id, name, command, expect_exit, expect_regex, timeout, output_cap))
+    assert cur.lastrowid is not None  # set by the INSERT just run
+    return cur.lastrowid
 
 
-def delete_check(conn, device_id: int, check_id: int) -> str | None:
+def delete_check(conn: Connection, device_id: int, check_id: int) -> str | None:
     row = conn.execute("SELECT name FROM probe_checks WHERE id = ? AND device_id = ?", (check_id, device_id)).fetchone()
     if row:
         conn.execute("DELETE FROM probe_checks WHERE id = ?", (check_id,))
     return row[0] if row else None
 
 
-def update_check_result(conn, check_id: int, ok: bool, message: str, ts: float) -> None:
+def update_check_result(conn: Connection, check_id: int, ok: bool, message: str, ts: float) -> None:
     conn.execute("UPDATE probe_checks SET last_ok = ?, last_message = ?, last_run = ? WHERE id = ?",
                  (1 if ok else 0, message[:500], ts, check_id))

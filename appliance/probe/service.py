@@ -32,7 +32,7 @@ from appliance.ssh.connect import Policy
 from appliance.ssh.targets import TargetPolicy
 
 if TYPE_CHECKING:  # the store is handed in at run time; imported for the annotation only
-    from appliance.store.connection import Database
+    from appliance.store.connection import Connection, Database
 
 
 def policy_from(config: ProbeConfig) -> Policy:
@@ -65,7 +65,7 @@ class ProbeService:
         """Store one poll: state, transition event (audited), sample, alerts, check results."""
         await self.db.write(lambda conn: self.record_in(conn, result))
 
-    def record_in(self, conn, result: PollResult) -> None:
+    def record_in(self, conn: Connection, result: PollResult) -> None:
         previous = queries.get_status(conn, result.device_id)
         old = previous[0] if previous else "unknown"
         since = previous[1] if previous and old == result.status else result.ts
@@ -86,7 +86,7 @@ class ProbeService:
             queries.update_check_result(conn, check.check_id, check.ok, check.message, result.ts)
         self._alerts(conn, result)
 
-    def _alerts(self, conn, r: PollResult) -> None:
+    def _alerts(self, conn: Connection, r: PollResult) -> None:
         t = self.thresholds
         up = r.status in ("up", "degraded")
         wanted = {
@@ -146,7 +146,7 @@ class ProbeService:
         """Acknowledge an alert (audited); acknowledging twice is refused with a clear error."""
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             alert = queries.get_alert(conn, alert_id)
             if alert is None:
                 raise NotFoundError("No such alert.")
@@ -179,7 +179,7 @@ class ProbeService:
         """Recompute recent roll-ups (idempotent) and drop data past retention."""
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             done = {}
             for width, window in ((300, 2 * 3600), (3600, 3 * 3600)):
                 start = (int(now - window) // width) * width
@@ -218,7 +218,7 @@ class ProbeService:
             raise ValidationError("The check is not valid.", details=errors)
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             if queries.count_checks(conn, device_id) >= MAX_CHECKS:
                 raise ValidationError("The check was not added.",
                                       details={"name": f"A device may have at most {MAX_CHECKS} checks."})
@@ -238,7 +238,7 @@ class ProbeService:
     async def delete_check(self, device_id: int, check_id: int, actor: Actor) -> None:
         now = self.clock.now()
 
-        def job(conn):
+        def job(conn: Connection):
             name = queries.delete_check(conn, device_id, check_id)
             if name is None:
                 raise NotFoundError("No such check.")

@@ -130,7 +130,8 @@ class _Client(asyncssh.SSHClient):
 class Session:
     """One live SSH connection to a device, reused between polls."""
 
-    def __init__(self, conn, client: _Client, host_key: str, tcp_ms: float, policy: Policy) -> None:
+    def __init__(self, conn: asyncssh.SSHClientConnection, client: _Client, host_key: str, tcp_ms: float,
+                 policy: Policy) -> None:
         self._conn = conn
         self._client = client
         self.host_key = host_key  # the key the device proved it holds (pinned or TOFU-captured)

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, cfg: Config, open_db: Callable[[], Database], 
     return 0
 
 
-def _snapshot(db, dest: Path) -> None:
+def _snapshot(db: Database, dest: Path) -> None:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         db.snapshot(dest)

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.audit.events import Event
 from appliance.audit.models import Actor, Outcome
@@ -22,6 +23,10 @@ from appliance.errors import ValidationError
 from appliance.paths import DataDir
 from appliance.updates import roots
 from appliance.updates.apply import AuditFn, Updater
+
+if TYPE_CHECKING:
+    from appliance.clock import Clock
+    from appliance.store.connection import Database
 
 BUNDLE_SUFFIX = ".opkg"
 
@@ -41,7 +46,8 @@ def make_updater(config: UpdatesConfig, data_dir: Path, trust: roots.TrustStore,
 
 
 class UpdateService:
-    def __init__(self, db, config: UpdatesConfig, data_dir: Path, clock, trust: roots.TrustStore | None = None) -> None:
+    def __init__(self, db: Database, config: UpdatesConfig, data_dir: Path, clock: Clock,
+                 trust: roots.TrustStore | None = None) -> None:
         self.db, self.config, self.data_dir, self.clock = db, config, Path(data_dir), clock
         self.audit = AuditService(db, clock)
         self.trust = trust or roots.builtin()

@@ -19,12 +19,16 @@ Invariants (what must never happen):
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 
 from appliance.access.apikeys import _MESSAGES, InvalidApiKeyError
 from appliance.audit import apiwrite
 from appliance.audit.apiwrite import ApiWrite
 from appliance.audit.events import Event
 from appliance.web.security import CLIENT, PRINCIPAL
+
+if TYPE_CHECKING:
+    from appliance.clock import Clock
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WWW_AUTH = [(b"www-authenticate", b'Bearer realm="outpost"')]
@@ -38,7 +42,7 @@ def covers_path(path: str) -> bool:
 class FailureBudget:
     """Failed key authentications per source in a sliding window; bounded memory."""
 
-    def __init__(self, limit: int, window: float, clock) -> None:
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
         self.limit, self.window, self.clock = limit, window, clock
         self._hits: OrderedDict[str, deque[float]] = OrderedDict()
 

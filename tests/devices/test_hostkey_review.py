@@ -14,6 +14,7 @@ from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import SystemClock
 from appliance.crypto import keyfile
+from appliance.crypto.keypool import KeyPool
 from appliance.devices.service import DeviceService
 from appliance.paths import DataDir
 from tests.conftest import Appliance, csrf_of, do_login, do_setup
@@ -22,9 +23,11 @@ from tests.devices.keys import fingerprint, keygen
 
 def _offline(data_dir, fn):
     db, _ = open_database(data_dir, readers=1)
+    pool = KeyPool()
     try:
-        return asyncio.run(fn(DeviceService(db, keyfile.load_key(DataDir(data_dir).vault_key), SystemClock())))
+        return asyncio.run(fn(DeviceService(db, keyfile.load_key(DataDir(data_dir).vault_key), SystemClock(), pool)))
     finally:
+        pool.close()
         db.close()
 
 

@@ -8,6 +8,7 @@ from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import FrozenClock
 from appliance.crypto import vault
+from appliance.crypto.keypool import KeyPool
 from appliance.devices import queries
 from appliance.devices.credentials import open_credential
 from appliance.devices.errors import CredentialInUseError, HostKeyRefusedError, StaleReviewError
@@ -24,8 +25,10 @@ SENTINEL = "S3ntinel-pa55-Xq9"
 @pytest.fixture
 def svc(tmp_path):
     db, _ = open_database(tmp_path, readers=2)
-    service = DeviceService(db, b"k" * 32, FrozenClock())
+    pool = KeyPool()
+    service = DeviceService(db, b"k" * 32, FrozenClock(), pool)
     yield service
+    pool.close()
     db.close()
 
 

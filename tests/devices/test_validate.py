@@ -8,6 +8,7 @@ from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import FrozenClock
 from appliance.crypto import sshkeys
+from appliance.crypto.keypool import KeyPool
 from appliance.devices import csvimport, validate
 from appliance.devices.service import DeviceService
 from tests.devices.keys import fingerprint, keygen, small_rsa
@@ -51,7 +52,9 @@ def test_fingerprints_match_ssh_keygen():
 @pytest.fixture
 def svc(tmp_path):
     db, _ = open_database(tmp_path, readers=2)
-    yield DeviceService(db, b"v" * 32, FrozenClock())
+    pool = KeyPool()
+    yield DeviceService(db, b"v" * 32, FrozenClock(), pool)
+    pool.close()
     db.close()
 
 

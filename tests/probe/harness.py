@@ -10,6 +10,7 @@ from appliance.app import open_database
 from appliance.audit.models import Actor
 from appliance.clock import SystemClock
 from appliance.config import ProbeConfig
+from appliance.crypto.keypool import KeyPool
 from appliance.devices.models import CredentialCreate, DeviceCreate
 from appliance.devices.service import DeviceService
 from appliance.probe.runner import Runner
@@ -26,7 +27,7 @@ class Stack:
     def __init__(self, tmp_path, config: ProbeConfig = FAST) -> None:
         self.db, _ = open_database(tmp_path, readers=2)
         self.clock = SystemClock()
-        self.devices = DeviceService(self.db, b"v" * 32, self.clock)
+        self.devices = DeviceService(self.db, b"v" * 32, self.clock, KeyPool())
         self.runner = Runner(policy_from(config), self.devices, self.clock)
         self.probe = ProbeService(self.db, self.clock, config, self.runner, self.devices)
         self.scheduler = Scheduler(self.probe, self.runner, self.devices, max_concurrency=config.max_concurrency,

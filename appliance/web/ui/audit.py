@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get
@@ -15,6 +16,9 @@ from appliance.web.deps import actor, services
 from appliance.web.guards import permission
 from appliance.web.ui.forms import page
 
+if TYPE_CHECKING:
+    from appliance.store.connection import Connection
+
 
 @get("/audit", guards=[permission("audit.read")], name="audit_log")
 async def audit_log(request: Request) -> Response:
@@ -26,7 +30,7 @@ async def audit_log(request: Request) -> Response:
         number = 1
     size = svc.config.audit.page_size
 
-    def read(conn):
+    def read(conn: Connection):
         return (queries.list_records(conn, flt, limit=size, offset=(number - 1) * size),
                 queries.count_records(conn, flt))
 
