@@ -4,21 +4,16 @@ encrypted file is ready, then downloads it; the certificates page loads cleanly 
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.conftest import ADMIN_PASSWORD, do_login, do_setup
-from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, launch, require_chromium, submit
+from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, open_browser, submit
 
 
 @pytest.fixture
 def browser(appliance):
-    require_chromium()
-    with sync_playwright() as p:
-        b = launch(p, appliance)
-        try:
-            yield b
-        finally:
-            b.close()
+    with open_browser(appliance) as b:
+        yield b
 
 
 def test_backup_page_progress_and_download(appliance, browser, tmp_path) -> None:

@@ -23,22 +23,20 @@ by an init script), page errors, and every appliance response with its headers.
 
 from __future__ import annotations
 
-from playwright.sync_api import sync_playwright
-
-from tests.conftest import ADMIN, ADMIN_PASSWORD
-
-from contextlib import contextmanager
-
 import base64
 import hashlib
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import ADMIN, ADMIN_PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 SESSION_COOKIE = "__Host-outpost"  # AUTH-7
@@ -163,6 +161,18 @@ class Watch:
     def seen(self, path: str) -> list[Seen]:
         """Appliance responses whose path (query ignored) is `path`."""
         return [r for r in self.responses if r.path.split("?", 1)[0] == path]
+
+
+@contextmanager
+def open_browser(appliance):
+    """Headless Chromium trusting this appliance (see launch), closed afterwards."""
+    require_chromium()
+    with sync_playwright() as p:
+        b = launch(p, appliance)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 @contextmanager

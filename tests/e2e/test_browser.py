@@ -26,10 +26,10 @@ import re
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.conftest import ADMIN, ADMIN_PASSWORD, do_login, do_setup
-from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, fill_setup, launch, require_chromium, sign_in, submit
+from tests.e2e.browser import SESSION_COOKIE, Watch, assert_clean, fill_setup, open_browser, sign_in, submit
 
 pytestmark = pytest.mark.browser
 
@@ -42,13 +42,8 @@ WRONG_CODE = "AAAAA-BBBBB-CCCCC-DDDDD"
 
 @pytest.fixture
 def browser(appliance):
-    require_chromium()
-    with sync_playwright() as p:
-        b = launch(p, appliance)
-        try:
-            yield b
-        finally:
-            b.close()
+    with open_browser(appliance) as b:
+        yield b
 
 
 @pytest.fixture
